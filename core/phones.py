@@ -1,0 +1,567 @@
+"""Phone-number normalisation: messy spreadsheet text in, E.164 and an SMS verdict out.
+
+Contact exports hold numbers in every shape people type them (``06-12345678``,
+``+31 6 1234 5678``, ``0031612345678``, ``(06) 1234.5678``) plus what spreadsheets do to
+them (``31612345678.0``, ``3.16123E+10``). For a mailing we need one canonical key per
+phone (E.164, so duplicates and suppressions match) and a verdict: can this number get
+an SMS at all, and if not, why.
+
+Why it is built this way (a million rows must import in seconds):
+
+1. Cheap cleaning runs once over the whole column in Arrow compute (whitespace and
+   separators removed, spreadsheet damage and empty cells detected), never per row in
+   Python.
+2. The cleaned strings are dictionary-encoded and each *distinct* value is parsed once;
+   the answers are mapped back with a vectorised ``take``. Exports repeat numbers
+   (households, re-imports) and different spellings collapse to one cleaned string.
+3. Parsing uses ``rphonenumbers`` (libphonenumber in Rust, the same API as
+   ``phonenumbers``) when it is installed, else ``phonenumbers``, which stays the
+   reference in tests. ``SMS_STUDIO_PHONES_BACKEND=phonenumbers`` forces the reference.
+4. Above ``PARALLEL_MIN_DISTINCT`` distinct values a worker process takes chunks from the
+   front of the list while this process works from the back. The parser holds the GIL,
+   so threads do not help; the worker comes from a ``forkserver`` (``spawn`` where there
+   is none) because forking a process that runs Streamlit and DuckDB threads is unsafe.
+   The pool is created on first use and reused. The calling process never waits for a
+   late worker: it redoes that worker's last chunks itself instead.
+
+Decisions about ambiguous input (the tests pin each of them):
+
+- *Missing* is None/NaN/NA, an empty string or whitespace only. Any other text that is
+  not a valid number is *invalid* with a human reason (``-`` or ``onbekend`` included).
+- A number without a country code gets ``default_region``. Digits without ``+`` or
+  ``00`` that are not valid there (``32470123456`` with default NL) are tried once more
+  as an international number (``+32470123456``) and kept if that is valid; a leading
+  ``00`` is likewise tried as ``+`` when the region's own rules do not read it as an
+  international prefix (as in the US, where that is 011).
+- ``31612345678.0`` (a number that went through a float) loses its ``.0``/``,0``;
+  scientific notation (``3.16123E+10``) has lost digits for good and is invalid.
+- Text in parentheses without digits (``(mobiel)``, ``(werk)``) is a comment and is
+  dropped; ``(0)`` and ``(06)`` are part of the number.
+- Two numbers in one cell (``0612345678, 0687654321``; ``;``, ``|``, ``&``, ``of``,
+  ``or``, ``en``, ``and``, ``und``, ``ou``) are invalid: picking one would be a guess.
+
+Output: ``e164``, ``country`` and ``number_type`` are ``""`` (never NA) when the number is
+invalid or missing, so they store as plain VARCHAR; ``country`` is ``"001"`` for the
+non-geographic codes (+800, +882, ...). ``reason`` is ``""`` for ``valid_mobile``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import re
+import threading
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import cache
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("valid_mobile", "not_mobile", "invalid", "missing")
+NUMBER_TYPES = (
+    "mobile", "fixed_line", "fixed_line_or_mobile", "voip", "toll_free", "premium_rate",
+    "pager", "uan", "voicemail", "personal_number", "shared_cost", "unknown",
+)
+# Types an SMS can reach. FIXED_LINE_OR_MOBILE is what libphonenumber says where the two
+# share one numbering range (US, CA, ...): most such numbers do take SMS.
+SMS_CAPABLE_TYPES = ("mobile", "fixed_line_or_mobile")
+COLUMNS = ("e164", "country", "number_type", "status", "reason")
+
+BACKEND_ENV = "SMS_STUDIO_PHONES_BACKEND"
+WORKERS_ENV = "SMS_STUDIO_PHONES_WORKERS"
+BACKENDS = ("rphonenumbers", "phonenumbers")
+
+# Below this many distinct values a worker process costs more than it saves.
+PARALLEL_MIN_DISTINCT = 50_000
+# Distinct values per unit of work handed to a worker (about 50 ms of parsing).
+CHUNK_SIZE = 16_384
+
+REASON_MISSING = "no number"
+REASON_SCIENTIFIC = "number mangled by a spreadsheet (scientific notation)"
+REASON_MULTIPLE = "more than one number"
+REASON_NOT_A_NUMBER = "not a number"
+
+_NOT_MOBILE_REASONS = {
+    "fixed_line": "fixed line, cannot receive SMS",
+    "voip": "VoIP number, cannot receive SMS",
+    "toll_free": "toll-free number, cannot receive SMS",
+    "premium_rate": "premium-rate number, cannot receive SMS",
+    "pager": "pager number, cannot receive SMS",
+    "uan": "company number (UAN), cannot receive SMS",
+    "voicemail": "voicemail access number, cannot receive SMS",
+    "personal_number": "personal (forwarding) number, cannot receive SMS",
+    "shared_cost": "shared-cost number, cannot receive SMS",
+    "unknown": "number of unknown type, cannot receive SMS",
+}
+
+# --- cleaning -------------------------------------------------------------------------------
+# Every pattern runs on two engines: Arrow's RE2 for columns and Python's `re` for one value
+# (normalize_one). They are written in the subset both read the same way: explicit [0-9]
+# (Python's \d also matches other scripts' digits), literal characters instead of \x{..},
+# and anchored patterns used with fullmatch on the Python side (Python's $ also matches
+# before a final newline, RE2's does not).
+_WS = " \t\n\r\f\v\u00a0\u1680\u2000-\u200d\u2028\u2029\u202f\u205f\u2060\u3000\ufeff"
+_PUNCT = "\\-.()/\\[\\]_~\u00ad\u2010-\u2015\u2212\u30fc\uff0d\uff0e\uff0f\uff08\uff09"
+_SEPARATORS = f"[{_WS}{_PUNCT}]+"
+_WS_ONLY = f"^[{_WS}]*$"
+_SCIENTIFIC = f"^[{_WS}]*[+-]?[0-9]+(?:[.,][0-9]+)?[eE][+-]?[0-9]+[{_WS}]*$"
+_FLOAT_TAIL = f"^[{_WS}]*(\\+?[0-9]{{6,}})[.,]0+[{_WS}]*$"
+_COMMENT = "\\([^()0-9]*\\)"
+_MULTIPLE = "^\\+?[0-9]{6,}(?:[,;|&]|(?i:of|or|en|and|und|ou))\\+?[0-9]{6,}$"
+
+_SEPARATORS_RE = re.compile(_SEPARATORS)
+_WS_ONLY_RE = re.compile(_WS_ONLY)
+_SCIENTIFIC_RE = re.compile(_SCIENTIFIC)
+_FLOAT_TAIL_RE = re.compile(_FLOAT_TAIL)
+_COMMENT_RE = re.compile(_COMMENT)
+_MULTIPLE_RE = re.compile(_MULTIPLE)
+
+# Cleaned values never contain whitespace, so these cannot collide with real input.
+_MISSING = " missing"
+_SCIENTIFIC_MARK = " scientific"
+_MULTIPLE_MARK = " multiple"
+
+
+@dataclass(frozen=True, slots=True)
+class NormalizedNumber:
+    """One number's verdict: the same five fields as a row of `normalize`'s result."""
+
+    e164: str
+    country: str
+    number_type: str
+    status: str
+    reason: str
+
+    @property
+    def sms_capable(self) -> bool:
+        return self.status == "valid_mobile"
+
+
+def _clean_one(raw: object) -> str:
+    """The scalar twin of `_clean_column`: one raw value to a cleaned string or a marker."""
+    if raw is None:
+        return _MISSING
+    if not isinstance(raw, str):
+        if pd.isna(raw):  # type: ignore[call-overload]
+            return _MISSING
+        raw = str(raw)
+    if _SCIENTIFIC_RE.fullmatch(raw):
+        return _SCIENTIFIC_MARK
+    raw = _FLOAT_TAIL_RE.sub(r"\1", raw)
+    raw = _COMMENT_RE.sub("", raw)
+    cleaned = _SEPARATORS_RE.sub("", raw)
+    if not cleaned and _WS_ONLY_RE.fullmatch(raw):
+        return _MISSING
+    if _MULTIPLE_RE.fullmatch(cleaned):
+        return _MULTIPLE_MARK
+    return cleaned
+
+
+def _to_arrow_strings(numbers: pd.Series) -> pa.Array:
+    """The column as an Arrow string array, None/NaN as nulls, other scalars via str()."""
+    if not isinstance(numbers.dtype, pd.StringDtype):
+        numbers = numbers.astype("str")
+    arr = pa.array(numbers.array)
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    return arr
+
+
+def _any(mask: pa.Array) -> bool:
+    return bool(pc.any(mask).as_py())
+
+
+def _clean_column(arr: pa.Array) -> pa.Array:
+    """Vectorised cleaning of a whole column: Arrow compute only, no Python per row."""
+    scientific = pc.fill_null(pc.match_substring_regex(arr, _SCIENTIFIC), False)
+    # Rewrites that touch few rows run only when some row needs them.
+    if _any(pc.match_substring_regex(arr, _FLOAT_TAIL)):
+        arr = pc.replace_substring_regex(arr, _FLOAT_TAIL, "\\1")
+    if _any(pc.match_substring(arr, "(")):
+        arr = pc.replace_substring_regex(arr, _COMMENT, "")
+    cleaned = pc.replace_substring_regex(arr, _SEPARATORS, "")
+    empty = pc.equal(pc.utf8_length(cleaned), 0)
+    missing = pc.is_null(arr)
+    if _any(empty):
+        missing = pc.or_(missing, pc.fill_null(
+            pc.and_(empty, pc.match_substring_regex(arr, _WS_ONLY)), False))
+    multiple = pc.fill_null(pc.match_substring_regex(cleaned, _MULTIPLE), False)
+    out = pc.if_else(multiple, pa.scalar(_MULTIPLE_MARK, cleaned.type), cleaned)
+    out = pc.if_else(scientific, pa.scalar(_SCIENTIFIC_MARK, cleaned.type), out)
+    return pc.if_else(missing, pa.scalar(_MISSING, cleaned.type), out)
+
+
+# --- backends -------------------------------------------------------------------------------
+def backend_name() -> str:
+    """The parser in use: "rphonenumbers" when importable, else "phonenumbers".
+
+    ``SMS_STUDIO_PHONES_BACKEND`` set to either name forces it (read on every call).
+    """
+    wanted = os.environ.get(BACKEND_ENV, "").strip().lower()
+    if wanted:
+        if wanted not in BACKENDS:
+            raise ValueError(
+                f"{BACKEND_ENV}={wanted!r} is not a phone-number backend; "
+                f"use one of {', '.join(BACKENDS)}."
+            )
+        return wanted
+    return "rphonenumbers" if _module("rphonenumbers") is not None else "phonenumbers"
+
+
+@cache
+def _module(name: str) -> ModuleType | None:
+    try:
+        if name == "rphonenumbers":
+            import rphonenumbers as module
+        else:
+            import phonenumbers as module
+    except ImportError:
+        return None
+    return module
+
+
+class _Api:
+    """One backend's functions and constants, with its enums mapped to our names.
+
+    The two packages share function names and enum values, but their exception classes
+    differ, so everything a classification needs is looked up on the module it came from.
+    """
+
+    def __init__(self, name: str) -> None:
+        pn = _module(name)
+        if pn is None:
+            raise RuntimeError(
+                f"The phone-number backend {name!r} is not installed "
+                f"(forced by {BACKEND_ENV}?); install it or unset the variable."
+            )
+        self.name = name
+        self.parse = pn.parse
+        self.number_type = pn.number_type
+        self.format_number = pn.format_number
+        self.region_code_for_number = pn.region_code_for_number
+        self.region_code_for_country_code = pn.region_code_for_country_code
+        self.possible_reason = pn.is_possible_number_with_reason
+        self.possible_for_type_reason = pn.is_possible_number_for_type_with_reason
+        self.parse_error = pn.NumberParseException
+        self.e164 = pn.PhoneNumberFormat.E164
+        self.unknown_type = pn.PhoneNumberType.UNKNOWN
+        self.mobile_type = pn.PhoneNumberType.MOBILE
+        self.supported_regions = frozenset(pn.SUPPORTED_REGIONS)
+        self.type_names = {
+            getattr(pn.PhoneNumberType, n.upper()): n for n in NUMBER_TYPES
+        }
+        err = pn.NumberParseException
+        self.parse_reasons = {
+            err.INVALID_COUNTRY_CODE: "invalid country code",
+            err.NOT_A_NUMBER: REASON_NOT_A_NUMBER,
+            err.TOO_SHORT_AFTER_IDD: "too short",
+            err.TOO_SHORT_NSN: "too short",
+            err.TOO_LONG: "too long",
+        }
+        vr = pn.ValidationResult
+        self.length_words = {vr.TOO_SHORT: "too short", vr.TOO_LONG: "too long",
+                             vr.INVALID_LENGTH: "wrong length"}
+        self.invalid_country = vr.INVALID_COUNTRY_CODE
+
+
+@cache
+def _api(name: str) -> _Api:
+    return _Api(name)
+
+
+# --- classification of distinct values ----------------------------------------------------
+Outcome = tuple[str, str, str, str]  # country, number_type, status, reason
+
+_FIXED: dict[str, Outcome] = {
+    _MISSING: ("", "", "missing", REASON_MISSING),
+    _SCIENTIFIC_MARK: ("", "", "invalid", REASON_SCIENTIFIC),
+    _MULTIPLE_MARK: ("", "", "invalid", REASON_MULTIPLE),
+}
+
+
+def _international_retry(value: str) -> str | None:
+    """The international reading of bare digits, tried when the national one is invalid."""
+    if not (value.isascii() and value.isdigit()):
+        return None
+    if value.startswith("00"):
+        return None if value.startswith("000") else "+" + value[2:]
+    if value.startswith("0") or len(value) < 8:
+        return None
+    return "+" + value
+
+
+def _invalid_reason(api: _Api, value: str, num: Any, region: str) -> str:
+    """Why a parsed number is not valid, in words an analyst can act on."""
+    cc = num.country_code
+    where = api.region_code_for_country_code(cc)
+    if where == "ZZ":
+        return "invalid country code"
+    if where == "001":
+        where = f"+{cc}"
+    length = api.possible_reason(num)
+    if length == api.invalid_country:
+        return "invalid country code"
+    word = api.length_words.get(length)
+    if word is None:
+        # The general lengths allow it (short codes, service numbers): say whether it
+        # has a mobile number's length, the likely intent of a number in a mobile column.
+        word = api.length_words.get(api.possible_for_type_reason(num, api.mobile_type))
+    if word is not None:
+        return f"{word} for {where}"
+    return f"not a valid number for {where}"
+
+
+def _parse_error_reason(api: _Api, value: str, error_type: int) -> str:
+    reason = api.parse_reasons.get(error_type, REASON_NOT_A_NUMBER)
+    if reason == REASON_NOT_A_NUMBER:
+        digits = value[1:] if value.startswith("+") else value
+        if digits.isascii() and digits.isdigit() and len(digits) < 3:
+            return "too short"
+    return reason
+
+
+def _classify_chunk(values: Sequence[str], region: str, backend: str
+                    ) -> tuple[list[str], np.ndarray, list[Outcome]]:
+    """Classify cleaned values: their E.164 strings, outcome ids and the outcome table.
+
+    Outcomes (country, type, status, reason) repeat a lot, so they are numbered and sent
+    back once; this is also the unit of work a worker process runs.
+    """
+    api = _api(backend)
+    parse, number_type, fmt = api.parse, api.number_type, api.format_number
+    region_of, parse_error = api.region_code_for_number, api.parse_error
+    e164_format, unknown, type_names = api.e164, api.unknown_type, api.type_names
+    outcome_ids: dict[Outcome, int] = {}
+    e164s: list[str] = []
+    ids = np.empty(len(values), dtype=np.int32)
+    for i, value in enumerate(values):
+        outcome = _FIXED.get(value)
+        e164 = ""
+        if outcome is None:
+            try:
+                num = parse(value, region)
+            except parse_error as exc:
+                num, kind = None, exc.error_type
+            if num is not None and (ntype := number_type(num)) != unknown:
+                e164 = fmt(num, e164_format)
+                outcome = _valid_outcome(region_of(num), type_names[ntype])
+            else:
+                retry = _international_retry(value)
+                if retry is not None:
+                    with contextlib.suppress(parse_error):
+                        alt = parse(retry, region)
+                        if (ntype := number_type(alt)) != unknown:
+                            e164 = fmt(alt, e164_format)
+                            outcome = _valid_outcome(region_of(alt), type_names[ntype])
+                if outcome is None:
+                    reason = (_invalid_reason(api, value, num, region) if num is not None
+                              else _parse_error_reason(api, value, kind))
+                    outcome = ("", "", "invalid", reason)
+        e164s.append(e164)
+        oid = outcome_ids.get(outcome)
+        if oid is None:
+            oid = outcome_ids[outcome] = len(outcome_ids)
+        ids[i] = oid
+    return e164s, ids, list(outcome_ids)
+
+
+@cache
+def _valid_outcome(country: str | None, type_name: str) -> Outcome:
+    if type_name in SMS_CAPABLE_TYPES:
+        return (country or "", type_name, "valid_mobile", "")
+    return (country or "", type_name, "not_mobile", _NOT_MOBILE_REASONS[type_name])
+
+
+# --- the worker pool ------------------------------------------------------------------------
+_pool: ProcessPoolExecutor | None = None
+_pool_size = 0
+_pool_lock = threading.Lock()
+
+
+def default_workers() -> int:
+    """Worker processes for large inputs: one per core beyond this process's own (max 3).
+
+    ``SMS_STUDIO_PHONES_WORKERS`` overrides it; 0 keeps everything in this process.
+    """
+    env = os.environ.get(WORKERS_ENV, "").strip()
+    if env:
+        try:
+            return max(0, int(env))
+        except ValueError:
+            raise ValueError(f"{WORKERS_ENV}={env!r} is not a whole number.") from None
+    return max(0, min((os.cpu_count() or 1) - 1, 3))
+
+
+def _get_pool(workers: int) -> ProcessPoolExecutor:
+    global _pool, _pool_size
+    with _pool_lock:
+        if _pool is None or _pool_size != workers:
+            if _pool is not None:
+                _pool.shutdown(wait=False, cancel_futures=True)
+            methods = multiprocessing.get_all_start_methods()
+            ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods
+                                              else "spawn")
+            _pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+            _pool_size = workers
+        return _pool
+
+
+def _drop_pool(pool: ProcessPoolExecutor) -> None:
+    global _pool
+    with _pool_lock:
+        if _pool is pool:
+            _pool = None
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def shutdown_workers() -> None:
+    """Stop the worker processes (they are also stopped at interpreter exit)."""
+    with _pool_lock:
+        pool = _pool
+    if pool is not None:
+        _drop_pool(pool)
+
+
+def _classify_parallel(values: list[str], region: str, backend: str, workers: int
+                       ) -> list[tuple[list[str], np.ndarray, list[Outcome]]]:
+    """Classify chunk by chunk: workers from the front, this process from the back.
+
+    Each worker keeps two chunks queued so it never idles. When no unclaimed chunk is left
+    this process redoes the chunks still queued or running elsewhere rather than wait (a
+    worker's first start, imports included, takes about a second); whichever answer comes
+    first is kept. A broken pool is dropped and its chunks are done here.
+    """
+    chunks = [values[i:i + CHUNK_SIZE] for i in range(0, len(values), CHUNK_SIZE)]
+    results: list[Any] = [None] * len(chunks)
+    pool = _get_pool(workers)
+    inflight: dict[int, Future] = {}
+    front, back = 0, len(chunks) - 1
+    broken = False
+
+    def collect() -> None:
+        nonlocal broken
+        for idx, fut in list(inflight.items()):
+            if not fut.done():
+                continue
+            del inflight[idx]
+            try:
+                if results[idx] is None:
+                    results[idx] = fut.result()
+            except Exception as exc:  # a dead worker: do its chunks here
+                if not broken:
+                    log.warning("phone-number worker failed (%s); continuing in-process", exc)
+                broken = True
+
+    while front <= back:
+        collect()
+        while not broken and front <= back and len(inflight) < 2 * workers:
+            try:
+                inflight[front] = pool.submit(_classify_chunk, chunks[front], region, backend)
+            except Exception as exc:  # pool already broken or shut down
+                log.warning("phone-number worker pool unusable (%s); continuing in-process",
+                            exc)
+                broken = True
+                break
+            front += 1
+        if front > back:
+            break
+        results[back] = _classify_chunk(chunks[back], region, backend)
+        back -= 1
+    # Chunks still with the workers, newest first (the least likely to finish soon).
+    for idx in sorted(inflight, reverse=True):
+        collect()
+        if results[idx] is None:
+            results[idx] = _classify_chunk(chunks[idx], region, backend)
+    if broken:
+        _drop_pool(pool)
+    return results
+
+
+# --- public API ------------------------------------------------------------------------------
+def _check_region(api: _Api, default_region: str) -> str:
+    region = str(default_region or "").strip().upper()
+    if region not in api.supported_regions:
+        raise ValueError(
+            f"default_region {default_region!r} is not a region phonenumbers knows; "
+            "use an ISO 3166 code such as NL, BE, DE, GB or US."
+        )
+    return region
+
+
+def normalize(numbers: pd.Series | Iterable[Any], default_region: str, *,
+              workers: int | None = None) -> pd.DataFrame:
+    """Normalise a column of raw phone numbers.
+
+    Returns a DataFrame with the input's index and string columns ``e164``, ``country``,
+    ``number_type``, ``status`` (one of `STATUSES`) and ``reason``. Numbers without a
+    country code are read as numbers of ``default_region`` (an ISO code such as "NL").
+    ``workers`` overrides `default_workers()` for inputs with at least
+    `PARALLEL_MIN_DISTINCT` distinct values; 0 keeps the work in this process.
+    """
+    if not isinstance(numbers, pd.Series):
+        numbers = pd.Series(list(numbers), dtype=object)
+    backend = backend_name()
+    region = _check_region(_api(backend), default_region)
+    cleaned = _clean_column(_to_arrow_strings(numbers))
+    encoded = pc.dictionary_encode(cleaned)
+    distinct: list[str] = encoded.dictionary.to_pylist()
+    n_workers = default_workers() if workers is None else max(0, workers)
+    if n_workers and len(distinct) >= PARALLEL_MIN_DISTINCT:
+        parts = _classify_parallel(distinct, region, backend, n_workers)
+    else:
+        parts = [_classify_chunk(distinct, region, backend)]
+    # Merge the chunks' outcome tables into one and renumber their ids.
+    table: dict[Outcome, int] = {}
+    e164s: list[str] = []
+    id_parts: list[np.ndarray] = []
+    for chunk_e164, chunk_ids, chunk_table in parts:
+        remap = np.array([table.setdefault(o, len(table)) for o in chunk_table] or [0],
+                         dtype=np.int32)
+        e164s.extend(chunk_e164)
+        id_parts.append(remap[chunk_ids])
+    outcomes = list(table)
+    per_distinct = np.concatenate(id_parts) if id_parts else np.empty(0, np.int32)
+    indices = encoded.indices.to_numpy(zero_copy_only=False)
+    row_outcome = pa.array(per_distinct[indices] if len(indices) else
+                           np.empty(0, np.int32))
+    columns: dict[str, pd.Series] = {
+        "e164": pa.array(e164s, pa.large_string()).take(encoded.indices),
+    }
+    for pos, name in enumerate(COLUMNS[1:]):
+        labels = pa.array([o[pos] for o in outcomes], pa.large_string())
+        columns[name] = labels.take(row_outcome)
+    return pd.DataFrame(
+        {name: pd.Series(arr, index=numbers.index, dtype="str", copy=False)
+         for name, arr in columns.items()},
+        index=numbers.index,
+    )
+
+
+def normalize_one(raw: str, default_region: str) -> NormalizedNumber:
+    """One number, with exactly the answer `normalize` gives for it (STOP replies, search)."""
+    backend = backend_name()
+    region = _check_region(_api(backend), default_region)
+    e164s, ids, table = _classify_chunk([_clean_one(raw)], region, backend)
+    country, number_type, status, reason = table[ids[0]]
+    return NormalizedNumber(e164s[0], country, number_type, status, reason)
+
+
+def is_sms_capable(number_type: str) -> bool:
+    """Whether a `number_type` value can receive SMS."""
+    return number_type in SMS_CAPABLE_TYPES
+
+
+def status_counts(frame: pd.DataFrame) -> dict[str, int]:
+    """How many rows of a `normalize` result have each status, all four always present."""
+    counts = frame["status"].value_counts()
+    return {s: int(counts.get(s, 0)) for s in STATUSES}

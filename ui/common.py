@@ -1,0 +1,75 @@
+"""What every page needs: the one Studio of this process, pickers, and friendly errors.
+
+The Studio is a `st.cache_resource`, so every session and rerun of the app shares one
+database connection and one dispatcher (DuckDB allows one process per file).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import streamlit as st
+
+from core.errors import StudioError
+from core.studio import Studio, get_studio
+
+
+def db_path() -> str:
+    return os.environ.get("SMS_STUDIO_DB", "data/studio.duckdb")
+
+
+@st.cache_resource(show_spinner="Opening the database…")
+def _studio(path: str) -> Studio:
+    studio = get_studio(path)
+    if os.environ.get("SMS_STUDIO_BACKGROUND", "1") == "1" and hasattr(studio, "start_background"):
+        studio.start_background()
+    return studio
+
+
+def studio() -> Studio:
+    """The process's Studio (opened once, shared by all sessions)."""
+    try:
+        return _studio(db_path())
+    except StudioError as exc:
+        st.error(str(exc))
+        st.stop()
+        raise  # unreachable; st.stop() raises
+
+
+@contextlib.contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Show a StudioError as a red message instead of a stack trace."""
+    try:
+        yield
+    except StudioError as exc:
+        st.error(str(exc))
+    except ValueError as exc:  # validation errors of pure modules (templates, selections)
+        st.error(str(exc))
+
+
+def pick_database(label: str = "Contact database", key: str = "database") -> str | None:
+    """A select box of databases, remembered across pages; None when there are none."""
+    names = studio().database_names()
+    if not names:
+        st.info("There is no contact database yet: upload contacts on the **Contacts** page first.")
+        return None
+    current = st.session_state.get("current_database")
+    index = names.index(current) if current in names else 0
+    choice = st.selectbox(label, names, index=index, key=key)
+    st.session_state["current_database"] = choice
+    return choice
+
+
+def fmt_int(value: int | float | None) -> str:
+    """Numbers formatted for people: 1,234,567."""
+    if value is None:
+        return "–"
+    return f"{int(value):,}"
+
+
+def fmt_pct(part: float, whole: float) -> str:
+    if not whole:
+        return "–"
+    return f"{100.0 * part / whole:.1f}%"
