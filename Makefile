@@ -1,44 +1,55 @@
-# Bulk SMS Studio: `make run` starts the app, `make test` runs every test.
+# Bulk SMS Studio. `make run` starts the app; `make test` runs every test.
+# Both set up everything they need on a fresh machine with Python 3.11 and pip.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
-DB ?= data/studio.duckdb
+RUN_STAMP := $(VENV)/.run-installed
+DEV_STAMP := $(VENV)/.dev-installed
 PORT ?= 8501
+DEMO := data/demo/contacts.csv
 
 .PHONY: run test bench lint setup demo browser clean
 
-$(STAMP): requirements.txt requirements-dev.txt
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(RUN_STAMP): requirements.txt | $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+	touch $@
+
+$(DEV_STAMP): requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install -q -r requirements-dev.txt
-	touch $(STAMP)
+	touch $(RUN_STAMP) $@
 
-setup: $(STAMP)
+$(DEMO): scripts/make_demo_data.py | $(RUN_STAMP)
+	$(BIN)/python scripts/make_demo_data.py
 
-demo: $(STAMP)
-	test -f data/demo/contacts.csv || $(BIN)/python scripts/make_demo_data.py
+setup: $(RUN_STAMP)
 
-run: demo
+demo: $(DEMO)
+
+# The app on the embedded defaults: data/studio.duckdb and the simulator gateway.
+run: $(RUN_STAMP) $(DEMO)
 	$(BIN)/streamlit run app.py --server.headless true --server.address 127.0.0.1 \
 		--server.port $(PORT) --browser.gatherUsageStats false
 
-# Debian's chromium for the browser journey; installed only when missing.
+# Debian's Chromium for the browser journey test, installed only when missing.
 browser:
 	@test -x /usr/bin/chromium || { \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; }
+		$$SUDO apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends chromium; }
 
-test: demo browser
+test: $(DEV_STAMP) $(DEMO) browser
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
-bench: demo
-	$(BIN)/python bench/run_all.py
+bench: $(DEV_STAMP) $(DEMO)
+	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) data/demo data/*.duckdb
+	rm -rf $(VENV) data/demo data/*.duckdb data/*.duckdb.wal

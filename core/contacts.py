@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -339,18 +340,17 @@ class ContactsMixin:
         norm = phones.normalize(raw_numbers, region_code)
         step(0.7, "Writing to the database")
         now = datetime.now(UTC).replace(tzinfo=None)
-        derived = pa.table({
-            "_e164": pa.array(norm["e164"].astype(str).tolist(), pa.string()),
-            "_country": pa.array(norm["country"].astype(str).tolist(), pa.string()),
-            "_number_type": pa.array(norm["number_type"].astype(str).tolist(), pa.string()),
-            "_phone_status": pa.array(norm["status"].astype(str).tolist(), pa.string()),
-            "_phone_reason": pa.array(norm["reason"].fillna("").astype(str).tolist(),
-                                      pa.string()),
-        })
-        for col in derived.column_names:
-            table = table.append_column(col, derived[col])
-        table = table.append_column("_imported_at", pa.array([now] * table.num_rows,
-                                                             pa.timestamp("us")))
+        derived = {
+            "_e164": norm["e164"], "_country": norm["country"],
+            "_number_type": norm["number_type"], "_phone_status": norm["status"],
+            "_phone_reason": norm["reason"],
+        }
+        for col, series in derived.items():
+            array = pc.cast(pa.array(series.fillna("").astype(str)), pa.string())
+            table = table.append_column(col, array)
+        table = table.append_column(
+            "_imported_at", pa.repeat(pa.scalar(now, pa.timestamp("us")), table.num_rows)
+        )
         with self._import_lock:
             inserted, updated, info = self._write_import(
                 name, table, mobile=mobile, key=key, consent_field=consent_field,
@@ -566,6 +566,8 @@ def _require_column(column: str | None, columns: Sequence[str], role: str, file_
 def _last_row_per_key(table: pa.Table, key: str) -> tuple[pa.Table, int]:
     """Keep the last row of each non-empty key value; rows with an empty key all stay."""
     keys = pc.utf8_trim_whitespace(table[key])
+    if pc.count_distinct(keys).as_py() == len(keys):
+        return table, 0  # the usual case, decided without leaving Arrow
     frame = pd.DataFrame({"k": keys.to_pandas()})
     empty = frame["k"] == ""
     dup = frame["k"].duplicated(keep="last") & ~empty
@@ -597,11 +599,10 @@ def _upsert(tx: Any, table_name: str, table: pa.Table, key: str | None) -> tuple
     ).fetchall()[0][0]
     view = f"_import_{threading.get_ident()}"
     if not exists:
-        tx.register(view, table)
+        ids = pa.array(np.arange(1, table.num_rows + 1, dtype=np.int64))
+        tx.register(view, table.add_column(0, "_row_id", ids))
         try:
-            tx.execute(
-                f"CREATE TABLE {target} AS SELECT row_number() OVER () AS _row_id, * FROM {view}"
-            )
+            tx.execute(f"CREATE TABLE {target} AS SELECT * FROM {view}")
         finally:
             tx.unregister(view)
         return table.num_rows, 0

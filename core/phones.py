@@ -256,6 +256,7 @@ class _Api:
         self.e164 = pn.PhoneNumberFormat.E164
         self.unknown_type = pn.PhoneNumberType.UNKNOWN
         self.mobile_type = pn.PhoneNumberType.MOBILE
+        self.fixed_type = pn.PhoneNumberType.FIXED_LINE
         self.supported_regions = frozenset(pn.SUPPORTED_REGIONS)
         self.type_names = {
             getattr(pn.PhoneNumberType, n.upper()): n for n in NUMBER_TYPES
@@ -313,9 +314,12 @@ def _invalid_reason(api: _Api, value: str, num: Any, region: str) -> str:
         return "invalid country code"
     word = api.length_words.get(length)
     if word is None:
-        # The general lengths allow it (short codes, service numbers): say whether it
-        # has a mobile number's length, the likely intent of a number in a mobile column.
-        word = api.length_words.get(api.possible_for_type_reason(num, api.mobile_type))
+        # Some number of the region has this length (short codes, service numbers). Blame
+        # the length only if it fits neither a mobile nor a fixed-line number there.
+        mobile = api.length_words.get(api.possible_for_type_reason(num, api.mobile_type))
+        fixed = api.length_words.get(api.possible_for_type_reason(num, api.fixed_type))
+        if mobile is not None and fixed is not None:
+            word = mobile if mobile == fixed else "wrong length"
     if word is not None:
         return f"{word} for {where}"
     return f"not a valid number for {where}"

@@ -61,13 +61,13 @@ def validate_sender(sender: str) -> SenderCheck:
     sender = str(sender)
     if sender != sender.strip():
         return _refuse(f"The sender {sender!r} starts or ends with a space")
+    if sender.startswith("+") and not _NUMERIC.fullmatch(sender):
+        return _refuse(f"The numeric sender {sender!r} must have only digits after the +")
     if _NUMERIC.fullmatch(sender):
-        digits = sender.lstrip("+")
+        digits = sender.removeprefix("+")
         if len(digits) > MAX_NUMERIC:
             return _refuse(f"The numeric sender {sender!r} has {len(digits)} digits")
         return SenderCheck(ok=True, kind="numeric")
-    if "+" in sender and _NUMERIC.fullmatch(sender.replace(" ", "")):
-        return _refuse(f"The numeric sender {sender!r} contains spaces")
     bad = sorted({c for c in sender if not _ALPHANUMERIC_CHARS.fullmatch(c)})
     if bad:
         shown = ", ".join(repr(c) for c in bad)

@@ -226,7 +226,7 @@ def _format_floats(values: np.ndarray) -> np.ndarray:
     whole = finite & (np.floor(values) == values) & (np.abs(values) < _INT_LIMIT)
     rest = finite & ~whole
     out[whole] = values[whole].astype(np.int64).astype(str)
-    out[rest] = values[rest].astype(str)  # numpy's float str is Python's repr
+    out[rest] = values[rest].astype(np.float32).astype(str)
     return out
 
 
