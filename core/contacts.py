@@ -566,7 +566,7 @@ def _require_column(column: str | None, columns: Sequence[str], role: str, file_
 def _last_row_per_key(table: pa.Table, key: str) -> tuple[pa.Table, int]:
     """Keep the last row of each non-empty key value; rows with an empty key all stay."""
     keys = pc.utf8_trim_whitespace(table[key])
-    if pc.count_distinct(keys).as_py() == len(keys):
+    if len(keys.unique()) == len(keys):
         return table, 0  # the usual case, decided without leaving Arrow
     frame = pd.DataFrame({"k": keys.to_pandas()})
     empty = frame["k"] == ""
