@@ -76,7 +76,8 @@ def build(studio: Studio, rows: int, workdir: Path) -> None:
                CASE WHEN h % 97 = 0 THEN NULL ELSE {names}[1 + (h % 20)] END,
                {cities}[1 + ((h // 20) % 15)],
                18 + (h // 300) % 70,
-               CASE WHEN (h // 7) % 5 = 0 THEN 'no' WHEN (h // 7) % 5 = 1 THEN ' JA ' ELSE 'yes' END,
+               CASE WHEN (h // 7) % 5 = 0 THEN 'no' WHEN (h // 7) % 5 = 1 THEN ' JA '
+                    ELSE 'yes' END,
                DATE '2015-01-01' + CAST((h // 11) % 3650 AS INTEGER),
                '', e164, country, ntype, status, '', now()
         FROM (

@@ -339,48 +339,65 @@ def _classify_chunk(values: Sequence[str], region: str, backend: str
     """Classify cleaned values: their E.164 strings, outcome ids and the outcome table.
 
     Outcomes (country, type, status, reason) repeat a lot, so they are numbered and sent
-    back once; this is also the unit of work a worker process runs.
+    back once; this is also the unit of work a worker process runs. The loop is the hot
+    path of an import: valid numbers take the short branch, everything else `_slow_path`.
     """
     api = _api(backend)
     parse, number_type, fmt = api.parse, api.number_type, api.format_number
     region_of, parse_error = api.region_code_for_number, api.parse_error
-    e164_format, unknown, type_names = api.e164, api.unknown_type, api.type_names
+    e164_format, unknown = api.e164, api.unknown_type
     outcome_ids: dict[Outcome, int] = {}
+    valid_ids: dict[tuple[str | None, int], int] = {}
     e164s: list[str] = []
-    ids = np.empty(len(values), dtype=np.int32)
-    for i, value in enumerate(values):
-        outcome = _FIXED.get(value)
-        e164 = ""
-        if outcome is None:
-            try:
-                num = parse(value, region)
-            except parse_error as exc:
-                num, kind = None, exc.error_type
-            if num is not None and (ntype := number_type(num)) != unknown:
-                e164 = fmt(num, e164_format)
-                outcome = _valid_outcome(region_of(num), type_names[ntype])
-            else:
-                retry = _international_retry(value)
-                if retry is not None:
-                    with contextlib.suppress(parse_error):
-                        alt = parse(retry, region)
-                        if (ntype := number_type(alt)) != unknown:
-                            e164 = fmt(alt, e164_format)
-                            outcome = _valid_outcome(region_of(alt), type_names[ntype])
-                if outcome is None:
-                    reason = (_invalid_reason(api, value, num, region) if num is not None
-                              else _parse_error_reason(api, value, kind))
-                    outcome = ("", "", "invalid", reason)
-        e164s.append(e164)
-        oid = outcome_ids.get(outcome)
-        if oid is None:
-            oid = outcome_ids[outcome] = len(outcome_ids)
-        ids[i] = oid
-    return e164s, ids, list(outcome_ids)
+    ids: list[int] = []
+    add_e164, add_id = e164s.append, ids.append
+    for value in values:
+        try:
+            num = parse(value, region)
+        except parse_error:
+            pass
+        else:
+            ntype = number_type(num)
+            if ntype != unknown:
+                add_e164(fmt(num, e164_format))
+                key = (region_of(num), ntype)
+                oid = valid_ids.get(key)
+                if oid is None:
+                    outcome = _valid_outcome(api, *key)
+                    oid = valid_ids[key] = outcome_ids.setdefault(outcome, len(outcome_ids))
+                add_id(oid)
+                continue
+        e164, outcome = _slow_path(api, value, region)
+        add_e164(e164)
+        add_id(outcome_ids.setdefault(outcome, len(outcome_ids)))
+    return e164s, np.array(ids, dtype=np.int32), list(outcome_ids)
 
 
-@cache
-def _valid_outcome(country: str | None, type_name: str) -> Outcome:
+def _slow_path(api: _Api, value: str, region: str) -> tuple[str, Outcome]:
+    """Markers, numbers valid only when read as international, and invalid numbers."""
+    fixed = _FIXED.get(value)
+    if fixed is not None:
+        return "", fixed
+    num, kind = None, api.parse_reasons.get(-1)
+    try:
+        num = api.parse(value, region)
+    except api.parse_error as exc:
+        kind = exc.error_type
+    retry = _international_retry(value)
+    if retry is not None:
+        with contextlib.suppress(api.parse_error):
+            alt = api.parse(retry, region)
+            ntype = api.number_type(alt)
+            if ntype != api.unknown_type:
+                return (api.format_number(alt, api.e164),
+                        _valid_outcome(api, api.region_code_for_number(alt), ntype))
+    if num is not None:
+        return "", ("", "", "invalid", _invalid_reason(api, value, num, region))
+    return "", ("", "", "invalid", _parse_error_reason(api, value, kind))
+
+
+def _valid_outcome(api: _Api, country: str | None, ntype: int) -> Outcome:
+    type_name = api.type_names[ntype]
     if type_name in SMS_CAPABLE_TYPES:
         return (country or "", type_name, "valid_mobile", "")
     return (country or "", type_name, "not_mobile", _NOT_MOBILE_REASONS[type_name])

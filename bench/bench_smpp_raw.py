@@ -1,0 +1,219 @@
+"""How fast can SMPP go on this machine, before any bookkeeping? And the simulator?
+
+Measures, against the test SMSC (smpp34's server, run in its own process so it does not
+share our GIL) on 127.0.0.1:
+
+  raw       the gateway's wire code (smpplib bind, packed submit_sm, window of outstanding
+            requests, receipts acknowledged) with no bookkeeping at all: the ceiling;
+  smpplib   the same loop building PDUs with smpplib's generic make_pdu, for reference;
+  gateway   SmppGateway.submit in batches (per-part results, pacing, ordering of parts);
+  simulator SimulatorGateway.submit (target: well over 20,000 messages per second).
+
+`raw_throughput(n, window)` is importable so the dispatcher benchmark can print its ratio to
+the raw ceiling in the same run. Usage: python bench/bench_smpp_raw.py [--quick] [-n N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import select
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from smpplib import client as smpp_client  # noqa: E402
+from smpplib import smpp as smpp_codec  # noqa: E402
+
+from core.gateways import OutboundMessage, parse_gateway_url  # noqa: E402
+from core.gateways import smpp_wire as wire  # noqa: E402
+from core.gateways.config import Secret  # noqa: E402
+from core.gateways.simulator import SimulatorGateway  # noqa: E402
+from core.gateways.smpp import SmppGateway  # noqa: E402
+
+
+@contextlib.contextmanager
+def smsc_process(receipts: bool = True) -> Iterator[int]:
+    """Run tests/smsc.py in its own process; yield its port."""
+    args = [sys.executable, str(ROOT / "tests" / "smsc.py"), "--port", "0"]
+    if not receipts:
+        args.append("--no-receipts")
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        if "listening" not in line:
+            raise RuntimeError(f"test SMSC did not start: {line!r}")
+        yield int(line.rsplit(":", 1)[1])
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def _bind(port: int) -> tuple[smpp_client.Client, socket.socket]:
+    client = smpp_client.Client("127.0.0.1", port, timeout=10, allow_unknown_opt_params=True)
+    client.connect()
+    sock = client._socket
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    client.bind_transceiver(system_id="bench", password="bench")
+    return client, sock
+
+
+def _raw_loop(port: int, n: int, window: int, use_smpplib: bool) -> tuple[float, float, int]:
+    """Submit n single-part messages; return (seconds to all responses, seconds to all
+    receipts, receipts seen)."""
+    client, sock = _bind(port)
+    sent = answered = receipts = 0
+    outstanding = 0
+    buf = bytearray()
+    t0 = time.perf_counter()
+    t_answers = 0.0
+    deadline = t0 + 600
+    while (answered < n or receipts < n) and time.perf_counter() < deadline:
+        out = []
+        while sent < n and outstanding < window:
+            seq = client.next_sequence()
+            if use_smpplib:
+                pdu = smpp_codec.make_pdu(
+                    "submit_sm", client=client, source_addr="Bench", source_addr_ton=5,
+                    destination_addr=f"3161{sent:07d}", dest_addr_ton=1, dest_addr_npi=1,
+                    short_message=b"Hello from the benchmark", registered_delivery=1,
+                )  # fmt: skip
+                out.append(pdu.generate())
+            else:
+                out.append(wire.submit_sm(
+                    seq, source_addr="Bench", source_ton=5, source_npi=0,
+                    destination_addr=f"3161{sent:07d}", dest_ton=1, dest_npi=1,
+                    short_message=b"Hello from the benchmark", registered_delivery=1,
+                ))  # fmt: skip
+            sent += 1
+            outstanding += 1
+        if out:
+            sock.sendall(b"".join(out))
+        if not select.select([sock], [], [], 5)[0]:
+            break
+        data = sock.recv(1 << 18)
+        if not data:
+            break
+        buf += data
+        acks = []
+        pos = 0
+        while len(buf) - pos >= 16:
+            length = int.from_bytes(buf[pos : pos + 4], "big")
+            if len(buf) - pos < length:
+                break
+            _, cid, _, seq = wire.header(buf[pos : pos + 16])
+            if cid == wire.SUBMIT_SM_RESP:
+                answered += 1
+                outstanding -= 1
+                if answered == n:
+                    t_answers = time.perf_counter() - t0
+            elif cid == wire.DELIVER_SM:
+                receipts += 1
+                acks.append(wire.deliver_sm_resp(seq))
+            elif cid == wire.ENQUIRE_LINK:
+                acks.append(wire.response(wire.ENQUIRE_LINK_RESP, 0, seq))
+            pos += length
+        del buf[:pos]
+        if acks:
+            sock.sendall(b"".join(acks))
+    t_all = time.perf_counter() - t0
+    with contextlib.suppress(Exception):
+        sock.close()
+    client._socket = None
+    return t_answers or t_all, t_all, receipts
+
+
+def raw_throughput(n: int, window: int, *, port: int | None = None) -> float:
+    """Single-part submits per second with no bookkeeping (receipts requested and acked).
+
+    Starts its own test SMSC process unless `port` names a running one.
+    """
+    if port is not None:
+        return n / _raw_loop(port, n, window, use_smpplib=False)[0]
+    with smsc_process() as p:
+        return n / _raw_loop(p, n, window, use_smpplib=False)[0]
+
+
+def gateway_throughput(port: int, n: int, window: int, batch: int = 1000) -> tuple[float, int]:
+    """SmppGateway.submit over n single-part messages; returns (msgs/s, receipts handled)."""
+    url = f"smpp://bench@127.0.0.1:{port}?window={window}&rate=10000000"
+    gw = SmppGateway(parse_gateway_url(url), Secret("bench"))
+    gw.connect()
+    msgs = [
+        OutboundMessage(i, f"+3161{i:07d}", "Bench", ("Hello from the benchmark",), "GSM-7", 0)
+        for i in range(n)
+    ]
+    events = 0
+
+    def handler(batch: object) -> None:
+        nonlocal events
+        events += len(batch)  # type: ignore[arg-type]
+
+    t0 = time.perf_counter()
+    accepted = 0
+    for k in range(0, n, batch):
+        results = gw.submit(msgs[k : k + batch])
+        accepted += sum(r.status == "accepted" for r in results)
+        gw.receive(handler, 0)
+    elapsed = time.perf_counter() - t0
+    deadline = time.monotonic() + 30
+    while events < accepted and time.monotonic() < deadline:
+        gw.receive(handler, 0.2)
+    gw.close()
+    if accepted != n:
+        print(f"  warning: only {accepted} of {n} accepted")
+    return n / elapsed, events
+
+
+def simulator_throughput(n: int, batch: int = 1000) -> float:
+    gw = SimulatorGateway(seed=1)
+    msgs = [
+        OutboundMessage(i, f"+3161{i:07d}", "Bench", ("Hello from the benchmark",), "GSM-7", 0)
+        for i in range(n)
+    ]
+    t0 = time.perf_counter()
+    for k in range(0, n, batch):
+        gw.submit(msgs[k : k + batch])
+    return n / (time.perf_counter() - t0)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="10,000 messages instead of 100,000")
+    ap.add_argument("-n", type=int, default=None)
+    ap.add_argument("--window", type=int, default=50)
+    args = ap.parse_args()
+    n = args.n or (10_000 if args.quick else 100_000)
+    w = args.window
+    print(f"SMPP on 127.0.0.1, {n:,} single-part messages, window {w}, registered_delivery=1")
+    with smsc_process() as port:
+        t_resp, t_all, receipts = _raw_loop(port, n, w, use_smpplib=False)
+        raw = n / t_resp
+        print(f"  raw (packed PDUs)   {raw:10,.0f} msg/s to all responses; "
+              f"{n / t_all:,.0f} msg/s incl. {receipts:,} receipts")  # fmt: skip
+    with smsc_process() as port:
+        m = min(n, 20_000)
+        t_resp, t_all, receipts = _raw_loop(port, m, w, use_smpplib=True)
+        print(f"  raw smpplib PDUs    {m / t_resp:10,.0f} msg/s ({m:,} messages)")
+    with smsc_process() as port:
+        rate, events = gateway_throughput(port, n, w)
+        print(f"  SmppGateway.submit  {rate:10,.0f} msg/s ({events:,} receipts handled); "
+              f"ratio to raw {rate / raw:.2f}")  # fmt: skip
+    sim_n = max(n, 100_000)
+    sim = simulator_throughput(sim_n)
+    print(f"  simulator submit    {sim:10,.0f} msg/s ({sim_n:,} messages; target >= 20,000)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
