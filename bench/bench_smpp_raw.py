@@ -146,7 +146,7 @@ def raw_throughput(n: int, window: int, *, port: int | None = None) -> float:
 
 def gateway_throughput(port: int, n: int, window: int, batch: int = 1000) -> tuple[float, int]:
     """SmppGateway.submit over n single-part messages; returns (msgs/s, receipts handled)."""
-    url = f"smpp://bench@127.0.0.1:{port}?window={window}&rate=10000000"
+    url = f"smpp://bench@127.0.0.1:{port}?window={window}&rate=1000000"
     gw = SmppGateway(parse_gateway_url(url), Secret("bench"))
     gw.connect()
     msgs = [

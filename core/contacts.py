@@ -274,7 +274,8 @@ class ContactsMixin:
                                     else "upload"),
             file_format=read.file_format, encoding=read.encoding, delimiter=read.delimiter,
             rows=read.table.num_rows, columns=cols, head=read.table.slice(0, rows).to_pandas(),
-            mobile_field=importer.guess_mobile_field(cols), key_field=importer.guess_key_field(cols),
+            mobile_field=importer.guess_mobile_field(cols),
+            key_field=importer.guess_key_field(cols),
             consent_field=consent, consent_values_seen=seen,
             renamed_columns=read.renamed_columns,
         )
@@ -617,11 +618,10 @@ def _upsert(tx: Any, table_name: str, table: pa.Table, key: str | None) -> tuple
         if col not in current:
             tx.execute(f"ALTER TABLE {target} ADD COLUMN {quote_ident(col)} {dtype}")
             current[col] = dtype
-        elif current[col] != dtype and not col.startswith("_"):
+        elif current[col] != dtype and current[col] != "VARCHAR" and not col.startswith("_"):
             # Two imports disagree about a column's type: keep every value as text.
-            if current[col] != "VARCHAR":
-                tx.execute(f"ALTER TABLE {target} ALTER {quote_ident(col)} TYPE VARCHAR")
-                current[col] = "VARCHAR"
+            tx.execute(f"ALTER TABLE {target} ALTER {quote_ident(col)} TYPE VARCHAR")
+            current[col] = "VARCHAR"
     casts = ", ".join(
         f"CAST({quote_ident(c)} AS {current[c]}) AS {quote_ident(c)}" for c in table.column_names
     )

@@ -390,10 +390,10 @@ class DocumentsMixin:
         sender_template = (
             templates.prepare(sender, info.user_columns) if is_personalised(sender) else None
         )
-        key = info.key_field if info.key_field in info.columns else None
+        # Only the referenced fields travel: every extra text column of a million rows
+        # costs a conversion (the longest message's key is looked up afterwards).
         needed = list(dict.fromkeys([
             *template.fields, *(sender_template.fields if sender_template else ()),
-            *([key] if key else []),
         ]))
 
         step(0.02, "Finding the recipients")
@@ -418,7 +418,6 @@ class DocumentsMixin:
 
         step(0.85, "Summarising")
         segs = stats["segments"].to_numpy(dtype=np.int64)
-        units = stats["units"].to_numpy(dtype=np.int64)
         ucs2 = (stats["encoding"] == segments.UCS2).to_numpy(dtype=bool)
         histogram = (
             stats["segments"].value_counts().sort_index().rename_axis("segments")
@@ -442,7 +441,7 @@ class DocumentsMixin:
             total_segments=int(segs.sum()), segments_histogram=histogram,
             ucs2_recipients=int(ucs2.sum()),
             ucs2_causes=_ucs2_causes(template, frame, ucs2, national),
-            longest=_longest(texts, stats, frame, key) if n else None,
+            longest=self._longest(info, texts, stats, frame) if n else None,
             cost_by_country=cost, total_cost=float(cost["cost"].sum()),
             currency=pricing.currency_of(prices),
             render_seconds=render_seconds, analyse_seconds=analyse_seconds,
@@ -459,6 +458,26 @@ class DocumentsMixin:
             )
         step(1.0, "Done")
         return view
+
+    def _longest(self, info: DatabaseInfo, texts: pd.Series, stats: pd.DataFrame,
+                 frame: pd.DataFrame) -> LongestMessage:
+        """The message costing most parts (ties: most units, then the first contact)."""
+        segs = stats["segments"].to_numpy(dtype=np.int64)
+        units = stats["units"].to_numpy(dtype=np.int64)
+        candidates = np.flatnonzero(segs == segs.max())
+        pos = int(candidates[np.argmax(units[candidates])])
+        text = str(texts.iloc[pos])
+        row_id = int(frame["_row_id"].iloc[pos])
+        contact_key = str(row_id)
+        if info.key_field:
+            contact = self.get_contact(info.name, row_id) or {}
+            value = contact.get(info.key_field)
+            contact_key = "" if value is None else str(value)
+        return LongestMessage(
+            text=text, characters=len(text), units=int(units[pos]), segments=int(segs[pos]),
+            encoding=str(stats["encoding"].iloc[pos]), contact_key=contact_key,
+            e164=str(frame["_e164"].iloc[pos]),
+        )
 
     def _view_database(self, selection: str | None, database: str | None) -> str:
         if selection:
@@ -567,23 +586,6 @@ def _contact_label(info: DatabaseInfo, contact: dict[str, Any]) -> str:
     return " · ".join(parts) or "test contact"
 
 
-def _longest(texts: pd.Series, stats: pd.DataFrame, frame: pd.DataFrame, key: str | None
-             ) -> LongestMessage:
-    """The message costing most parts (ties: most units, then the first contact)."""
-    segs = stats["segments"].to_numpy(dtype=np.int64)
-    units = stats["units"].to_numpy(dtype=np.int64)
-    best = segs.max()
-    candidates = np.flatnonzero(segs == best)
-    pos = int(candidates[np.argmax(units[candidates])])
-    text = str(texts.iloc[pos])
-    row = frame.iloc[pos]
-    contact_key = row[key] if key else row["_row_id"]
-    return LongestMessage(
-        text=text, characters=len(text), units=int(units[pos]), segments=int(segs[pos]),
-        encoding=str(stats["encoding"].iloc[pos]),
-        contact_key="" if pd.isna(contact_key) else str(contact_key),
-        e164=str(row["_e164"]),
-    )
 
 
 def _ucs2_causes(template: templates.CompiledTemplate, frame: pd.DataFrame,

@@ -378,7 +378,7 @@ def _slow_path(api: _Api, value: str, region: str) -> tuple[str, Outcome]:
     fixed = _FIXED.get(value)
     if fixed is not None:
         return "", fixed
-    num, kind = None, api.parse_reasons.get(-1)
+    num, kind = None, -1
     try:
         num = api.parse(value, region)
     except api.parse_error as exc:

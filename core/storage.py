@@ -111,7 +111,7 @@ MIGRATIONS: list[tuple[int, str]] = [
             database_id BIGINT,
             sender VARCHAR,
             body VARCHAR,
-            state VARCHAR NOT NULL,                    -- scheduled, sending, finished, cancelled, failed
+            state VARCHAR NOT NULL,  -- scheduled, sending, finished, cancelled, failed
             scheduled_at TIMESTAMP,                    -- UTC
             split_max_parts INTEGER NOT NULL DEFAULT 4,
             created_at TIMESTAMP NOT NULL DEFAULT now(),

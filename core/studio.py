@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-
-import importlib
 
 from core.contacts import ContactsMixin
 from core.settings import SettingsMixin
@@ -38,6 +37,8 @@ AudienceMixin = _optional_mixin("core.audience", "AudienceMixin")
 DocumentsMixin = _optional_mixin("core.documents", "DocumentsMixin")
 MailingsMixin = _optional_mixin("core.mailings", "MailingsMixin")
 StatsMixin = _optional_mixin("core.stats", "StatsMixin")
+SchedulingMixin = _optional_mixin("core.scheduler", "SchedulingMixin")
+PlanMixin = _optional_mixin("core.mailing_plan", "PlanMixin")
 
 Clock = Callable[[], datetime]
 
@@ -49,7 +50,7 @@ def utc_now() -> datetime:
 
 class Studio(
     ContactsMixin, SuppressionMixin, SelectionsMixin, AudienceMixin, DocumentsMixin,
-    MailingsMixin, StatsMixin, SettingsMixin,
+    MailingsMixin, SchedulingMixin, PlanMixin, StatsMixin, SettingsMixin,
 ):
     """Everything a user can do, on one database file."""
 

@@ -205,8 +205,9 @@ with tab_rules:
             index=1 + fields.index(info.consent_field) if info.consent_field in fields else 0,
         )
         seen = app.consent_values_seen(database, consent_field) if consent_field != NONE else []
-        values = st.multiselect("Values that mean yes", sorted(set(seen) | set(info.consent_values)),
-                                default=info.consent_values, accept_new_options=True)
+        choices = sorted(set(seen) | set(info.consent_values))
+        values = st.multiselect("Values that mean yes", choices, default=info.consent_values,
+                                accept_new_options=True)
         if st.button("Save opt-in rule"):
             with friendly_errors():
                 app.set_opt_in_rule(database, None if consent_field == NONE else consent_field,

@@ -274,10 +274,14 @@ def _tree(database: str, frame: pd.DataFrame) -> str:
 
 def _count_and_sample(database: str, pick: str, parent: str | None, spec: dict) -> None:
     app = studio()
+    try:
+        valid = rules.validate_spec(spec, app.get_database(database).columns)
+    except rules.SelectionError as exc:
+        st.warning(f"Finish the rule to see who matches: {exc}")
+        return
     with friendly_errors():
         if pick != NEW:
-            stored = app.get_selection(pick)
-            same = rules.validate_spec(spec, app.get_database(database).columns) == stored.spec
+            same = valid == app.get_selection(pick).spec
             count, at = app.count_selection(pick) if same else app.count_selection(pick,
                                                                                     spec=spec)
         elif parent:

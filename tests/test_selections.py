@@ -594,14 +594,14 @@ def test_compile_chain_errors_name_the_selection() -> None:
 
 
 def test_filter_frame_guesses_types_when_no_columns_are_given() -> None:
+    index = [10, 20, 30]
     df = pd.DataFrame(
         {
-            "city": pd.Series(["Amsterdam", None, "Delft"], dtype="str"),
-            "age": pd.Series([31, None, 12], dtype="Int64"),
-            "birth": pd.Series([date(1990, 1, 31), None, date(2000, 5, 5)], dtype=object),
-            "vip": [True, False, True],
-        },
-        index=[10, 20, 30],
+            "city": pd.Series(["Amsterdam", None, "Delft"], index=index, dtype="str"),
+            "age": pd.Series([31, None, 12], index=index, dtype="Int64"),
+            "birth": pd.Series([date(1990, 1, 31), None, date(2000, 5, 5)], index=index),
+            "vip": pd.Series([True, False, True], index=index),
+        }
     )
     spec = {"all": [c("age", "gt", 18), c("birth", "birthday_today"), c("vip", "eq", True)]}
     assert filter_frame(df, spec, today=TODAY).tolist() == [True, False, False]
