@@ -33,7 +33,8 @@ Decisions about ambiguous input (the tests pin each of them):
   as an international number (``+32470123456``) and kept if that is valid; a leading
   ``00`` is likewise tried as ``+`` when the region's own rules do not read it as an
   international prefix (as in the US, where that is 011).
-- ``31612345678.0`` (a number that went through a float) loses its ``.0``/``,0``;
+- ``31612345678.0`` (six or more digits without a leading 0 or ``+``, then ``.0`` or
+  ``,0``: a number that went through a float) loses its ``.0``;
   scientific notation (``3.16123E+10``) has lost digits for good and is invalid.
 - Text in parentheses without digits (``(mobiel)``, ``(werk)``) is a comment and is
   dropped; ``(0)`` and ``(06)`` are part of the number.
@@ -115,7 +116,8 @@ _PUNCT = "\\-.()/\\[\\]_~\u00ad\u2010-\u2015\u2212\u30fc\uff0d\uff0e\uff0f\uff08
 _SEPARATORS = f"[{_WS}{_PUNCT}]+"
 _WS_ONLY = f"^[{_WS}]*$"
 _SCIENTIFIC = f"^[{_WS}]*[+-]?[0-9]+(?:[.,][0-9]+)?[eE][+-]?[0-9]+[{_WS}]*$"
-_FLOAT_TAIL = f"^[{_WS}]*(\\+?[0-9]{{6,}})[.,]0+[{_WS}]*$"
+# A float never has a leading 0 or a "+", and pandas and Excel write exactly one decimal.
+_FLOAT_TAIL = f"^[{_WS}]*([1-9][0-9]{{5,}})[.,]0[{_WS}]*$"
 _COMMENT = "\\([^()0-9]*\\)"
 _MULTIPLE = "^\\+?[0-9]{6,}(?:[,;|&]|(?i:of|or|en|and|und|ou))\\+?[0-9]{6,}$"
 
@@ -258,6 +260,10 @@ class _Api:
         self.mobile_type = pn.PhoneNumberType.MOBILE
         self.fixed_type = pn.PhoneNumberType.FIXED_LINE
         self.supported_regions = frozenset(pn.SUPPORTED_REGIONS)
+        self.single_region = {
+            cc: regions[0] for cc, regions in pn.COUNTRY_CODE_TO_REGION_CODE.items()
+            if len(regions) == 1
+        }
         self.type_names = {
             getattr(pn.PhoneNumberType, n.upper()): n for n in NUMBER_TYPES
         }
@@ -345,7 +351,7 @@ def _classify_chunk(values: Sequence[str], region: str, backend: str
     api = _api(backend)
     parse, number_type, fmt = api.parse, api.number_type, api.format_number
     region_of, parse_error = api.region_code_for_number, api.parse_error
-    e164_format, unknown = api.e164, api.unknown_type
+    e164_format, unknown, single_region = api.e164, api.unknown_type, api.single_region
     outcome_ids: dict[Outcome, int] = {}
     valid_ids: dict[tuple[str | None, int], int] = {}
     e164s: list[str] = []
@@ -360,7 +366,8 @@ def _classify_chunk(values: Sequence[str], region: str, backend: str
             ntype = number_type(num)
             if ntype != unknown:
                 add_e164(fmt(num, e164_format))
-                key = (region_of(num), ntype)
+                # region_code_for_number is a lookup when the code has one region (+31).
+                key = (single_region.get(num.country_code) or region_of(num), ntype)
                 oid = valid_ids.get(key)
                 if oid is None:
                     outcome = _valid_outcome(api, *key)
@@ -407,6 +414,24 @@ def _valid_outcome(api: _Api, country: str | None, ntype: int) -> Outcome:
 _pool: ProcessPoolExecutor | None = None
 _pool_size = 0
 _pool_lock = threading.Lock()
+# One parallel run at a time; a second concurrent large import runs in its own thread.
+_parallel_lock = threading.Lock()
+# Shared with the workers: the number of the current parallel run. Chunks of an earlier
+# run still queued when it ended (this process redid them) are skipped, not parsed.
+_generation: Any = None
+_worker_generation: Any = None
+
+
+def _init_worker(generation: Any) -> None:
+    global _worker_generation
+    _worker_generation = generation
+
+
+def _worker_chunk(values: Sequence[str], region: str, backend: str, generation: int
+                  ) -> tuple[list[str], np.ndarray, list[Outcome]] | None:
+    if _worker_generation is not None and _worker_generation.value != generation:
+        return None
+    return _classify_chunk(values, region, backend)
 
 
 def default_workers() -> int:
@@ -424,7 +449,7 @@ def default_workers() -> int:
 
 
 def _get_pool(workers: int) -> ProcessPoolExecutor:
-    global _pool, _pool_size
+    global _pool, _pool_size, _generation
     with _pool_lock:
         if _pool is None or _pool_size != workers:
             if _pool is not None:
@@ -432,7 +457,9 @@ def _get_pool(workers: int) -> ProcessPoolExecutor:
             methods = multiprocessing.get_all_start_methods()
             ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods
                                               else "spawn")
-            _pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
+            _generation = ctx.RawValue("q", 0)
+            _pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
+                                        initializer=_init_worker, initargs=(_generation,))
             _pool_size = workers
         return _pool
 
@@ -443,6 +470,32 @@ def _drop_pool(pool: ProcessPoolExecutor) -> None:
         if _pool is pool:
             _pool = None
     pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _ping() -> int:
+    return os.getpid()
+
+
+def warm_up(workers: int | None = None) -> int:
+    """Start the worker processes now and wait until they answer; returns how many.
+
+    Optional: call it when the app starts so the first large import does not also pay
+    for starting a process (about a second, mostly imports).
+    """
+    n = default_workers() if workers is None else max(0, workers)
+    if n:
+        pool = _get_pool(n)
+        for fut in [pool.submit(_ping) for _ in range(n)]:
+            fut.result(timeout=60)
+    return n
+
+
+def last_run() -> dict[str, Any]:
+    """Diagnostics of the latest `normalize` call in this process (for benchmarks/tests)."""
+    return dict(_last_run)
+
+
+_last_run: dict[str, Any] = {}
 
 
 def shutdown_workers() -> None:
@@ -465,9 +518,14 @@ def _classify_parallel(values: list[str], region: str, backend: str, workers: in
     chunks = [values[i:i + CHUNK_SIZE] for i in range(0, len(values), CHUNK_SIZE)]
     results: list[Any] = [None] * len(chunks)
     pool = _get_pool(workers)
+    generation = _generation
+    generation.value += 1
+    run = generation.value
     inflight: dict[int, Future] = {}
     front, back = 0, len(chunks) - 1
     broken = False
+    local = 0
+    _last_run["chunks"] = len(chunks)
 
     def collect() -> None:
         nonlocal broken
@@ -487,7 +545,8 @@ def _classify_parallel(values: list[str], region: str, backend: str, workers: in
         collect()
         while not broken and front <= back and len(inflight) < 2 * workers:
             try:
-                inflight[front] = pool.submit(_classify_chunk, chunks[front], region, backend)
+                inflight[front] = pool.submit(_worker_chunk, chunks[front], region, backend,
+                                              run)
             except Exception as exc:  # pool already broken or shut down
                 log.warning("phone-number worker pool unusable (%s); continuing in-process",
                             exc)
@@ -497,14 +556,18 @@ def _classify_parallel(values: list[str], region: str, backend: str, workers: in
         if front > back:
             break
         results[back] = _classify_chunk(chunks[back], region, backend)
+        local += 1
         back -= 1
     # Chunks still with the workers, newest first (the least likely to finish soon).
     for idx in sorted(inflight, reverse=True):
         collect()
         if results[idx] is None:
             results[idx] = _classify_chunk(chunks[idx], region, backend)
+            local += 1
+    generation.value += 1  # what is still queued for the workers is now stale
     if broken:
         _drop_pool(pool)
+    _last_run["worker_chunks"] = len(chunks) - local
     return results
 
 
@@ -537,9 +600,18 @@ def normalize(numbers: pd.Series | Iterable[Any], default_region: str, *,
     encoded = pc.dictionary_encode(cleaned)
     distinct: list[str] = encoded.dictionary.to_pylist()
     n_workers = default_workers() if workers is None else max(0, workers)
-    if n_workers and len(distinct) >= PARALLEL_MIN_DISTINCT:
-        parts = _classify_parallel(distinct, region, backend, n_workers)
-    else:
+    _last_run.clear()
+    _last_run.update(backend=backend, rows=len(numbers), distinct=len(distinct), workers=0,
+                     chunks=1, worker_chunks=0)
+    parts = None
+    if n_workers and len(distinct) >= PARALLEL_MIN_DISTINCT and _parallel_lock.acquire(
+            blocking=False):
+        try:
+            _last_run["workers"] = n_workers
+            parts = _classify_parallel(distinct, region, backend, n_workers)
+        finally:
+            _parallel_lock.release()
+    if parts is None:
         parts = [_classify_chunk(distinct, region, backend)]
     # Merge the chunks' outcome tables into one and renumber their ids.
     table: dict[Outcome, int] = {}

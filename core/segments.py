@@ -17,7 +17,7 @@ Pure module: no I/O, no UI.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
@@ -139,7 +139,7 @@ class SegmentInfo:
     national: str | None = None
 
 
-def _char_cost(encoding: Encoding, two_septets: frozenset[str]) -> Any:
+def _char_cost(encoding: Encoding, two_septets: frozenset[str]) -> Callable[[str], int]:
     """A function giving the units one character costs under `encoding`."""
     if encoding == UCS2:
         return lambda c: 2 if ord(c) > 0xFFFF else 1
@@ -191,59 +191,65 @@ def analyze(text: str, national: str | None = None) -> SegmentInfo:
 
 # --- Many texts -----------------------------------------------------------------------------
 # A mailing needs, per text: its characters, its two-unit characters (escaped characters in
-# GSM-7, astral characters in UCS-2) and whether any character is outside the alphabet.
-# The UTF-8 bytes are read straight from Arrow memory, in blocks of about a megabyte so the
-# temporaries stay in cache. ASCII bytes (nearly all of any SMS) are classified by a
-# 256-entry table whose values pack two 16-bit counters (two-septet, not-GSM) and are summed
-# per text with one reduceat. Non-ASCII characters are found by their UTF-8 lead bytes,
-# decoded with a few vectorised bit operations and classified by a table over the BMP;
-# their packed values hold three 21-bit counters (two-septet, not-GSM, astral).
-# Texts longer than _MAX_FAST_BYTES could overflow a counter and are counted one by one.
-_CHUNK_BYTES = 1 << 20
-_MAX_FAST_BYTES = (1 << 16) - 1
-_A_BAD = np.uint32(1 << 16)
-_FIELD = 21
-_MASK = np.uint64((1 << _FIELD) - 1)
-_BAD = np.uint64(1 << _FIELD)
-_ASTRAL = np.uint64(1 << (2 * _FIELD))
-_ANY_ASTRAL = 0x10000  # every astral code point shares the table's last entry
-
-
-def _two_septet_chars(national: str | None) -> frozenset[str]:
-    return GSM_EXTENSION if national is None else NATIONAL_SHIFT[national]
+# GSM-7, astral characters in UCS-2) and whether GSM-7 can carry it at all. The texts' UTF-8
+# bytes are read straight from Arrow memory in blocks of _CHUNK_BYTES, so temporaries stay
+# in cache, and every text is handled by whole-array operations:
+#
+# 1. `_fast_scan` (every text, default alphabet): one `bytes.translate` maps each byte to
+#    flags (see `_byte_flags`); a few shifted comparisons check that each multi-byte
+#    character is one of the default alphabet's; `np.add.reduceat` sums per text.
+# 2. `_exact_scan` (only texts GSM-7 cannot carry, usually a few percent): decode to code
+#    points and look each up: astral characters for UCS-2, and a national shift table.
+# 3. `_split_counts` (only multi-part texts with two-unit characters): the greedy split.
+_CHUNK_BYTES = 1 << 16
+_MAX_FAST_BYTES = (1 << 21) - 1  # longer texts could overflow a packed counter (step 2)
+_FLAG_BAD = 1  # byte of a character outside the alphabet (ASCII, or any lead byte by default)
+_FLAG_TWO = 2  # first byte of a two-septet character (ASCII extension, or the lead of €)
 
 
 @cache
-def _ascii_table(national: str | None) -> np.ndarray:
-    """uint32 per byte: 1 for a two-septet character, 1 << 16 for a non-GSM one."""
-    table = np.zeros(256, dtype=np.uint32)
-    table[:0x80] = _A_BAD
-    for c in GSM_BASIC | _two_septet_chars(national):
-        if ord(c) < 0x80:
-            table[ord(c)] = 1 if c in _two_septet_chars(national) else 0
-    table.flags.writeable = False
-    return table
+def _byte_flags() -> tuple[bytes, np.uint8, np.uint8]:
+    """Translation table for `_fast_scan`, and its two masks of lead-byte requirements.
 
-
-@cache
-def _wide_table(national: str | None) -> np.ndarray:
-    """uint64 per non-ASCII code point (BMP, then one entry for all astral ones)."""
-    table = np.full(_ANY_ASTRAL + 1, _BAD, dtype=np.uint64)
-    table[_ANY_ASTRAL] = _BAD | _ASTRAL
-    for c in GSM_BASIC:
-        table[ord(c)] = 0
-    for c in _two_septet_chars(national):
-        table[ord(c)] = 1
-    table.flags.writeable = False
-    return table
-
-
-@dataclass(frozen=True, slots=True)
-class _Counts:
-    chars: np.ndarray  # int64, characters (code points) per text
-    two: np.ndarray  # int64, characters costing two septets under the scanned alphabet
-    bad: np.ndarray  # bool, some character is outside the scanned alphabet
-    astral: np.ndarray  # int64, characters outside the BMP (two UTF-16 units)
+    Bits 2..7 tie lead bytes to continuation bytes. A lead byte of a default-alphabet
+    character (C2, C3, CE for the Latin-1 and Greek letters, E2 for €) is given a
+    requirement bit, and every continuation byte that completes a default-alphabet
+    character after that lead carries the same bit; € needs a second bit for its third
+    byte. A character is outside the alphabet when its lead is flagged bad, or when a
+    required bit is missing from the byte after (mask one) or two after (mask two) the lead.
+    """
+    table = bytearray(256)
+    for byte in range(0x80):
+        c = chr(byte)
+        if c in GSM_EXTENSION:
+            table[byte] = _FLAG_TWO
+        elif c not in GSM_BASIC:
+            table[byte] = _FLAG_BAD
+    for byte in range(0xC0, 0x100):
+        table[byte] = _FLAG_BAD
+    next_bit, lead_bits = 2, {}
+    need_next = need_third = 0
+    for c in sorted(c for c in _DEFAULT_GSM if ord(c) >= 0x80):
+        utf8 = c.encode()
+        two = _FLAG_TWO if c in GSM_EXTENSION else 0
+        if len(utf8) == 2 and two == 0:
+            if utf8[0] not in lead_bits:
+                lead_bits[utf8[0]], next_bit = 1 << next_bit, next_bit + 1
+            table[utf8[0]] = lead_bits[utf8[0]]
+            table[utf8[1]] |= lead_bits[utf8[0]]
+            need_next |= lead_bits[utf8[0]]
+        elif len(utf8) == 3 and utf8[0] not in lead_bits:
+            second, third, next_bit = 1 << next_bit, 1 << (next_bit + 1), next_bit + 2
+            lead_bits[utf8[0]] = second
+            table[utf8[0]] = second | third | two
+            table[utf8[1]] |= second
+            table[utf8[2]] |= third
+            need_next, need_third = need_next | second, need_third | third
+        else:  # the tables of TS 23.038 never need this; fail loudly if they are edited
+            raise AssertionError(f"_byte_flags cannot encode {c!r} (UTF-8 {utf8.hex()})")
+    if next_bit > 8:
+        raise AssertionError("_byte_flags needs more than 8 bits")
+    return bytes(table), np.uint8(need_next), np.uint8(need_third)
 
 
 def _offsets_and_data(arr: pa.Array) -> tuple[np.ndarray, memoryview]:
@@ -262,50 +268,99 @@ def _chunks(offsets: np.ndarray) -> Iterable[tuple[int, int]]:
     return zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
 
 
-def _lead_code_points(b: np.ndarray, lead: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Code points (astral ones as _ANY_ASTRAL) and continuation byte counts of UTF-8 lead
-    bytes at `lead`; the input is valid UTF-8 (Arrow checks it)."""
-    first = b[lead].astype(np.uint32)
-    second = b[lead + 1].astype(np.uint32) & 0x3F
-    third = b[np.minimum(lead + 2, len(b) - 1)].astype(np.uint32) & 0x3F
-    three = first >= 0xE0
-    four = first >= 0xF0
-    cp = np.where(three, (first & 0x0F) << 12 | second << 6 | third, (first & 0x1F) << 6 | second)
-    cp[four] = _ANY_ASTRAL
-    return cp, 1 + three.astype(np.int64) + four
+def _fast_scan(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Per text: (two-septet characters, not in the default alphabet) for GSM-7.
 
-
-def _scan(arr: pa.Array, national: str | None) -> _Counts:
-    """Count characters per text of `arr` against the default or a national alphabet."""
+    The first count is exact only for texts the second marks as GSM-7, which is all it is
+    used for: in such a text every E2 byte starts a €.
+    """
+    table, need_next, need_third = _byte_flags()
     n = len(arr)
     offsets, data = _offsets_and_data(arr)
     n_bytes = np.diff(offsets)
-    ascii_table, wide_table = _ascii_table(national), _wide_table(national)
-    ascii_sum = np.zeros(n, dtype=np.uint32)
-    wide_sum = np.zeros(n, dtype=np.uint64)
-    continuation = np.zeros(n, dtype=np.int64)
+    two = np.zeros(n, dtype=np.int64)
+    bad = np.zeros(n, dtype=bool)
     for first, end in _chunks(offsets):
         base = int(offsets[first])
-        b = np.frombuffer(data[base : int(offsets[end])], dtype=np.uint8)
-        starts = offsets[first:end] - base
+        raw = data[base : int(offsets[end])]
         nonempty = np.flatnonzero(n_bytes[first:end])
         if nonempty.size == 0:
             continue
-        ascii_sum[first + nonempty] = np.add.reduceat(ascii_table.take(b), starts[nonempty])
-        lead = np.flatnonzero(b >= 0xC0)
-        if lead.size:
-            cp, extra = _lead_code_points(b, lead)
-            owner = np.searchsorted(starts, lead, side="right") - 1
-            runs = np.flatnonzero(np.diff(owner, prepend=-1))
-            texts = first + owner[runs]
-            wide_sum[texts] = np.add.reduceat(wide_table.take(cp), runs)
-            continuation[texts] = np.add.reduceat(extra, runs)
-    return _Counts(
-        chars=n_bytes - continuation,
-        two=(ascii_sum & 0xFFFF).astype(np.int64) + (wide_sum & _MASK).astype(np.int64),
-        bad=((ascii_sum >> 16) > 0) | ((wide_sum >> np.uint64(_FIELD)) & _MASK > 0),
-        astral=(wide_sum >> np.uint64(2 * _FIELD)).astype(np.int64),
-    )
+        starts = offsets[first:end][nonempty] - base
+        rows = first + nonempty
+        b = np.frombuffer(raw, dtype=np.uint8)
+        flags = np.frombuffer(bytes(raw).translate(table), dtype=np.uint8)
+        two[rows] = np.add.reduceat(flags & _FLAG_TWO, starts, dtype=np.uint32) >> 1
+        outside = (flags & _FLAG_BAD).view(bool)
+        lead = b >= 0xC0
+        if lead.any():
+            outside[:-1] |= ((flags[:-1] & ~flags[1:] & need_next) != 0) & lead[:-1]
+            outside[:-2] |= ((flags[:-2] & ~flags[2:] & need_third) != 0) & lead[:-2]
+        if outside.any():
+            bad[rows] = np.add.reduceat(outside, starts, dtype=np.uint32) > 0
+    return two, bad
+
+
+# Packed per code point for `_exact_scan`: three 21-bit counters summed per text.
+_FIELD = 21
+_MASK = np.uint64((1 << _FIELD) - 1)
+_P_TWO = np.uint64(1)
+_P_BAD = np.uint64(1 << _FIELD)
+_P_ASTRAL = np.uint64(1 << (2 * _FIELD))
+_ANY_ASTRAL = 0x10000  # all astral code points share the tables' last entry
+
+
+@cache
+def _packed_table(national: str | None) -> np.ndarray:
+    table = np.full(_ANY_ASTRAL + 1, _P_BAD, dtype=np.uint64)
+    table[_ANY_ASTRAL] = _P_BAD | _P_ASTRAL
+    for c in GSM_BASIC:
+        table[ord(c)] = 0
+    for c in _two_septet_chars(national):
+        table[ord(c)] = _P_TWO
+    table.flags.writeable = False
+    return table
+
+
+def _two_septet_chars(national: str | None) -> frozenset[str]:
+    return GSM_EXTENSION if national is None else NATIONAL_SHIFT[national]
+
+
+def _code_points(raw: memoryview) -> np.ndarray:
+    return np.frombuffer(str(raw, "utf-8").encode("utf-32-le"), dtype="<u4")
+
+
+@dataclass(frozen=True, slots=True)
+class _Counts:
+    two: np.ndarray  # int64, characters costing two septets under the scanned alphabet
+    bad: np.ndarray  # bool, some character is outside the scanned alphabet
+    astral: np.ndarray  # int64, characters outside the BMP (two UTF-16 units)
+
+
+def _exact_scan(
+    arr: pa.Array, n_chars: np.ndarray, alphabets: Sequence[str | None]
+) -> list[_Counts]:
+    """Per text and per alphabet (None = default, or a national language), exact counts."""
+    tables = [_packed_table(a) for a in alphabets]
+    sums = [np.zeros(len(arr), dtype=np.uint64) for _ in tables]
+    offsets, data = _offsets_and_data(arr)
+    for first, end in _chunks(offsets):
+        lens = n_chars[first:end]
+        nonempty = np.flatnonzero(lens)
+        if nonempty.size == 0:
+            continue
+        cps = np.minimum(_code_points(data[int(offsets[first]) : int(offsets[end])]), _ANY_ASTRAL)
+        starts = (np.cumsum(lens) - lens)[nonempty]
+        for table, total in zip(tables, sums, strict=True):
+            total[first + nonempty] = np.add.reduceat(table[cps], starts)
+    return [
+        _Counts(
+            two=(s & _MASK).astype(np.int64),
+            bad=((s >> np.uint64(_FIELD)) & _MASK) > 0,
+            astral=(s >> np.uint64(2 * _FIELD)).astype(np.int64),
+        )
+        for s in sums
+    ]
 
 
 @cache
@@ -315,10 +370,46 @@ def _cost_table(encoding: Encoding, national: str | None) -> np.ndarray:
     if encoding == UCS2:
         table[0x10000:] = 2
     else:
-        for c in GSM_EXTENSION if national is None else NATIONAL_SHIFT[national]:
+        for c in _two_septet_chars(national):
             table[ord(c)] = 2
     table.flags.writeable = False
     return table
+
+
+def _split_counts(arr: pa.Array, units: np.ndarray, multi: int, cost: np.ndarray) -> np.ndarray:
+    """Exact part counts of multi-part texts that contain two-unit characters.
+
+    Greedy filling moves a part boundary back by one unit exactly when a two-unit character
+    starts one unit before it. All texts advance together, one part per round: a round is a
+    binary search for (text, boundary - 1) among the starts of the two-unit characters.
+    """
+    k = len(arr)
+    n_chars = pc.utf8_length(arr).to_numpy(zero_copy_only=False).astype(np.int64)
+    offsets, data = _offsets_and_data(arr)
+    wide = np.flatnonzero(cost[_code_points(data[int(offsets[0]) : int(offsets[-1])])] == 2)
+    # A two-unit character's first unit, counted from the start of its own text: its
+    # character index in the text plus the two-unit characters before it in the text.
+    first_char = np.cumsum(n_chars) - n_chars
+    owner = np.searchsorted(first_char, wide, side="right") - 1
+    first_wide = np.searchsorted(wide, first_char)
+    unit_start = wide - first_char[owner] + np.arange(len(wide)) - first_wide[owner]
+    keys = owner.astype(np.int64) << 32 | unit_start
+
+    segments = np.zeros(k, dtype=np.int64)
+    start = np.zeros(k, dtype=np.int64)
+    active = np.arange(k)
+    while active.size:
+        boundary = start[active] + multi
+        segments[active] += 1
+        more = boundary < units[active]
+        active, boundary = active[more], boundary[more]
+        if not len(keys):
+            start[active] = boundary
+            continue
+        probe = active.astype(np.int64) << 32 | (boundary - 1)
+        at = np.minimum(np.searchsorted(keys, probe), len(keys) - 1)
+        start[active] = boundary - (keys[at] == probe)
+    return segments
 
 
 def _is_missing(value: object) -> bool:
@@ -361,41 +452,6 @@ def _to_arrow(values: Any, labels: pd.Index) -> tuple[pa.Array, dict[int, str]]:
     return arr, odd
 
 
-def _split_counts(arr: pa.Array, units: np.ndarray, multi: int, cost: np.ndarray) -> np.ndarray:
-    """Exact part counts of multi-part texts that contain two-unit characters.
-
-    Greedy filling moves a part boundary back by one unit exactly when a two-unit character
-    starts one unit before it. All texts advance together, one part per round: a round is a
-    binary search for (text, boundary - 1) among the starts of the two-unit characters.
-    """
-    k = len(arr)
-    n_chars = pc.utf8_length(arr).to_numpy(zero_copy_only=False).astype(np.int64)
-    offsets, data = _offsets_and_data(arr)
-    text = str(data[offsets[0] : offsets[-1]], "utf-8")
-    c = cost.take(np.frombuffer(text.encode("utf-32-le"), dtype="<u4"))
-    ends = np.cumsum(c, dtype=np.int64)
-    first_char = np.concatenate(([0], np.cumsum(n_chars[:-1])))
-    wide = np.flatnonzero(c == 2)
-    owner = np.searchsorted(first_char, wide, side="right") - 1
-    base = np.where(first_char > 0, ends[np.maximum(first_char - 1, 0)], 0)
-    local_start = ends[wide] - 2 - base[owner]
-    keys = owner.astype(np.int64) << 32 | local_start
-
-    segments = np.zeros(k, dtype=np.int64)
-    start = np.zeros(k, dtype=np.int64)
-    active = np.arange(k)
-    while active.size:
-        boundary = start[active] + multi
-        segments[active] += 1
-        more = boundary < units[active]
-        active, boundary = active[more], boundary[more]
-        probe = active.astype(np.int64) << 32 | (boundary - 1)
-        at = np.minimum(np.searchsorted(keys, probe), max(len(keys) - 1, 0))
-        straddles = keys[at] == probe if len(keys) else np.zeros(len(probe), dtype=bool)
-        start[active] = boundary - straddles
-    return segments
-
-
 def analyze_many(
     texts: Iterable[str | None] | pd.Series, national: str | None = None
 ) -> pd.DataFrame:
@@ -405,10 +461,8 @@ def analyze_many(
     With `national` given, a `national` column says per row which table was used (or None).
     `encoding` is categorical ("GSM-7", "UCS-2"). The result equals `analyze` row by row.
 
-    Vectorised: the texts' UTF-8 bytes are read straight from Arrow memory and classified
-    with lookup tables (see `_scan`). Only texts whose parts could end inside an escape pair
-    or surrogate pair (multi-part with two-unit characters) need the exact greedy split,
-    done for all of them at once (`_split_counts`).
+    How: see the "Many texts" notes above; only texts GSM-7 cannot carry are decoded, and
+    only multi-part texts with two-unit characters are split, all of them at once.
     """
     shift = _check_national(national)
     if isinstance(texts, pd.Series):
@@ -421,16 +475,20 @@ def analyze_many(
         values = texts
     arr, odd = _to_arrow(values, labels)
 
-    counts = _scan(arr, None)
-    n_chars, two, bad, astral = counts.chars, counts.two, counts.bad, counts.astral
+    n_chars = pc.utf8_length(arr).to_numpy(zero_copy_only=False).astype(np.int64)
+    two, bad = _fast_scan(arr)
+    astral = np.zeros(len(arr), dtype=np.int64)
     shifted = np.zeros(len(arr), dtype=bool)
-    if shift is not None and bad.any():
-        rows = np.flatnonzero(bad)
-        again = _scan(arr.take(pa.array(rows)), national)
-        rows, fits = rows[~again.bad], ~again.bad
-        shifted[rows] = True
-        bad[rows] = False
-        two[rows] = again.two[fits]
+    rows = np.flatnonzero(bad)
+    if rows.size:
+        alphabets = [None] if shift is None else [None, national]
+        exact = _exact_scan(arr.take(pa.array(rows)), n_chars[rows], alphabets)
+        astral[rows] = exact[0].astral
+        if shift is not None:
+            fits = ~exact[1].bad
+            shifted[rows[fits]] = True
+            bad[rows[fits]] = False
+            two[rows[fits]] = exact[1].two[fits]
 
     gsm = ~bad
     units = n_chars + np.where(gsm, two, astral)
@@ -450,7 +508,7 @@ def analyze_many(
             cost = _cost_table(encoding, used)
             segments[rows] = _split_counts(arr.take(pa.array(rows)), units[rows], cap, cost)
 
-    for pos in np.flatnonzero(n_chars > _MAX_FAST_BYTES).tolist():
+    for pos in np.flatnonzero(np.diff(_offsets_and_data(arr)[0]) > _MAX_FAST_BYTES).tolist():
         odd[pos] = arr[pos].as_py()
     for pos, text in odd.items():
         info = analyze(text, national)

@@ -125,33 +125,32 @@ class SelectionsMixin:
             )
         return [r[0] for r in rows]
 
-    def get_selection(self, name: str) -> SelectionInfo:
-        rows = self.storage.rows(_SELECT_SELECTION + " WHERE s.name = ?", [name])
+    def _chain(self, name: str) -> list[SelectionInfo]:
+        """The selection and its ancestors, root first, in one query (the chain is short)."""
+        rows = self.storage.rows(
+            "WITH RECURSIVE up(id, lvl) AS ("
+            " SELECT id, 0 FROM selections WHERE name = ?"
+            " UNION ALL SELECT s.parent_id, up.lvl + 1 FROM selections s JOIN up ON s.id = up.id"
+            " WHERE s.parent_id IS NOT NULL AND up.lvl < 1000) "
+            + _SELECT_SELECTION.replace("FROM selections s", "FROM up JOIN selections s "
+                                        "ON s.id = up.id")
+            + " ORDER BY up.lvl DESC",
+            [name],
+        )
         if not rows:
             known = self.selection_names()
             hint = ", ".join(known[:15]) + (", …" if len(known) > 15 else "") or "none yet"
             raise NotFound(f"There is no selection named {name!r} (selections: {hint}).")
-        info = _row_to_info(rows[0])
-        info.depth = len(self._ancestor_ids(info.id)) - 1
-        return info
+        return [_row_to_info(row, depth) for depth, row in enumerate(rows)]
+
+    def get_selection(self, name: str) -> SelectionInfo:
+        return self._chain(name)[-1]
 
     def _get_selection_by_id(self, selection_id: int) -> SelectionInfo:
-        rows = self.storage.rows(_SELECT_SELECTION + " WHERE s.id = ?", [selection_id])
-        if not rows:
+        name = self.storage.one("SELECT name FROM selections WHERE id = ?", [selection_id])
+        if name is None:
             raise NotFound(f"There is no selection with id {selection_id}.")
-        return _row_to_info(rows[0])
-
-    def _ancestor_ids(self, selection_id: int) -> list[int]:
-        """This selection and its ancestors, root first (the chain is short: one query)."""
-        rows = self.storage.rows(
-            "WITH RECURSIVE up(id, parent_id, lvl) AS ("
-            " SELECT id, parent_id, 0 FROM selections WHERE id = ?"
-            " UNION ALL SELECT s.id, s.parent_id, up.lvl + 1 FROM selections s"
-            " JOIN up ON s.id = up.parent_id WHERE up.lvl < 1000)"
-            " SELECT id FROM up ORDER BY lvl DESC",
-            [selection_id],
-        )
-        return [int(r[0]) for r in rows]
+        return self.get_selection(name)
 
     def _descendant_ids(self, selection_id: int) -> list[int]:
         """The mini-selections below this one, at any depth (not the selection itself)."""
@@ -167,11 +166,7 @@ class SelectionsMixin:
 
     def selection_chain(self, name: str) -> list[SelectionInfo]:
         """The selection and its ancestors, root first: the rules that are AND-ed together."""
-        info = self.get_selection(name)
-        chain = [self._get_selection_by_id(i) for i in self._ancestor_ids(info.id)]
-        for depth, item in enumerate(chain):
-            item.depth = depth
-        return chain
+        return self._chain(name)
 
     def list_selections(self, database: str | None = None) -> pd.DataFrame:
         """Every selection in tree order: each parent followed by its mini-selections.
@@ -357,13 +352,13 @@ class SelectionsMixin:
         stored: SelectionInfo | None = None
         ancestors: list[dict[str, Any]] = []
         if name:
-            stored = self.get_selection(name)
+            chain = self.selection_chain(name)
+            stored = chain[-1]
             if database and database != stored.database:
                 raise InvalidInput(
                     f"Selection {name!r} belongs to database {stored.database!r}, not "
                     f"{database!r}."
                 )
-            chain = self.selection_chain(name)
             db = self.get_database(stored.database)
             specs = [c.spec for c in chain]
             if spec is not None:

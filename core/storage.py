@@ -173,6 +173,87 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        2,
+        """
+        -- The national single shift table a message's parts were counted with (NULL: none).
+        ALTER TABLE messages ADD COLUMN shift_table VARCHAR;
+
+        -- Each message's rolled-up state, kept in step with message_events by core.ledger in
+        -- the same transaction as the events it summarises (one batched UPDATE per batch), so
+        -- statistics read one row per message instead of grouping millions of events.
+        -- Masks have bit p set for part p (0-based); severity is the worst delivery report:
+        -- 0 none, 1 unknown, 2 expired, 3 undelivered, 4 failed.
+        CREATE TABLE message_state (
+            message_id BIGINT NOT NULL,
+            mailing_id BIGINT NOT NULL,
+            submitted_mask BIGINT NOT NULL DEFAULT 0,
+            delivered_mask BIGINT NOT NULL DEFAULT 0,
+            report_severity TINYINT NOT NULL DEFAULT 0,
+            rejected BOOLEAN NOT NULL DEFAULT false,
+            unknown BOOLEAN NOT NULL DEFAULT false,
+            skipped BOOLEAN NOT NULL DEFAULT false,
+            retries INTEGER NOT NULL DEFAULT 0,
+            reason VARCHAR,
+            submitted_at TIMESTAMP,
+            done_at TIMESTAMP
+        );
+
+        -- Delivery reports whose provider id matched no submitted part yet (a report can
+        -- overtake the recording of its submit); matched and moved by the dispatcher.
+        CREATE TABLE unmatched_reports (
+            provider_id VARCHAR NOT NULL,
+            event VARCHAR NOT NULL,
+            reason VARCHAR,
+            ts TIMESTAMP NOT NULL
+        );
+
+        -- One row per message: its status in the words of the results export.
+        CREATE VIEW message_status AS
+        SELECT message_id, mailing_id, e164, contact_key, parts, encoding, country, status,
+               parts_submitted, parts_delivered, reason, submitted_at,
+               CASE WHEN status IN ('queued', 'submitted') THEN NULL ELSE done_at END
+                   AS done_at
+        FROM (
+            SELECT m.id AS message_id, m.mailing_id, m.e164, m.contact_key, m.parts,
+                   m.encoding, m.country,
+                   CASE
+                       WHEN m.initial_status = 'skipped' THEN 'skipped'
+                       WHEN s.rejected THEN 'failed'
+                       WHEN s.unknown THEN 'unknown'
+                       WHEN bit_count(s.submitted_mask) >= m.parts THEN
+                           CASE
+                               WHEN s.report_severity = 4 THEN 'failed'
+                               WHEN s.report_severity = 3 THEN 'undelivered'
+                               WHEN s.report_severity = 2 THEN 'expired'
+                               WHEN bit_count(s.delivered_mask) >= m.parts THEN 'delivered'
+                               WHEN s.report_severity = 1 THEN 'unknown'
+                               ELSE 'submitted'
+                           END
+                       WHEN s.skipped THEN 'skipped'
+                       ELSE 'queued'
+                   END AS status,
+                   CAST(bit_count(s.submitted_mask) AS INTEGER) AS parts_submitted,
+                   CAST(bit_count(s.delivered_mask) AS INTEGER) AS parts_delivered,
+                   coalesce(s.reason, m.skip_reason) AS reason,
+                   s.submitted_at, s.done_at
+            FROM messages m
+            JOIN message_state s ON s.message_id = m.id AND s.mailing_id = m.mailing_id
+        );
+
+        -- Past SMS results per number, for selections ("received mailing X", "delivered",
+        -- "failed", "replied STOP"). Test sends are not part of anyone's history.
+        CREATE VIEW sms_history AS
+        SELECT s.e164, s.mailing_id, s.status,
+               (r.e164 IS NOT NULL) AS replied_stop
+        FROM message_status s
+        JOIN mailings g ON g.id = s.mailing_id AND g.kind <> 'test'
+        LEFT JOIN (
+            SELECT DISTINCT e164, mailing_id FROM inbound
+            WHERE kind = 'stop' AND e164 IS NOT NULL
+        ) r ON r.e164 = s.e164 AND r.mailing_id = s.mailing_id;
+        """,
+    ),
 ]
 
 

@@ -51,6 +51,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 __all__ = [
     "CompiledTemplate",
+    "SmartyChange",
     "SmartyTranslation",
     "TemplateError",
     "explain_smarty",
@@ -226,7 +227,7 @@ def _format_floats(values: np.ndarray) -> np.ndarray:
     whole = finite & (np.floor(values) == values) & (np.abs(values) < _INT_LIMIT)
     rest = finite & ~whole
     out[whole] = values[whole].astype(np.int64).astype(str)
-    out[rest] = values[rest].astype(np.float32).astype(str)
+    out[rest] = values[rest].astype(str)  # numpy's float str is Python's repr
     return out
 
 
@@ -447,6 +448,7 @@ class SmartyChange:
     jinja: str
     line: int
     column: int
+    offset: int  # where the Smarty tag starts in the source
 
 
 @dataclass(frozen=True)
@@ -476,7 +478,7 @@ class SmartyTranslation:
     def _spans(self) -> list[tuple[int, int, int, int]]:
         spans, shift = [], 0
         for change in self.changes:
-            start = _offset_of(self.source, change.line, change.column)
+            start = change.offset
             end = start + len(change.smarty)
             spans.append((start, end, start + shift, start + shift + len(change.jinja)))
             shift += len(change.jinja) - len(change.smarty)
@@ -553,7 +555,7 @@ def explain_smarty(source: str) -> SmartyTranslation:
             continue  # left as it is; `prepare` reports it with its position
         line, column = _line_col(source, m.start())
         pieces += [source[last : m.start()], jinja]
-        changes.append(SmartyChange(m.group(0), jinja, line, column))
+        changes.append(SmartyChange(m.group(0), jinja, line, column, m.start()))
         last = m.end()
     pieces.append(source[last:])
     return SmartyTranslation(source, "".join(pieces), tuple(changes))
@@ -569,17 +571,13 @@ def translate_smarty(source: str) -> str:
 # --------------------------------------------------------------------------------------------
 
 
+_NEWLINES = re.compile(r"\r\n?")
+
+
 def _line_col(text: str, offset: int) -> tuple[int, int]:
     """1-based line and column of an offset."""
     line = text.count("\n", 0, offset) + 1
     return line, offset - (text.rfind("\n", 0, offset) + 1) + 1
-
-
-def _offset_of(text: str, line: int, column: int) -> int:
-    start = 0
-    for _ in range(line - 1):
-        start = text.index("\n", start) + 1
-    return start + column - 1
 
 
 @dataclass
@@ -598,7 +596,7 @@ class _Located:
     """
 
     def __init__(self, source: str) -> None:
-        self.source = re.sub(r"\r\n?", "\n", source)  # as Jinja's lexer normalises it
+        self.source = _NEWLINES.sub("\n", source)  # as Jinja's lexer normalises it
         self.tokens: list[_Token] = []
         self.end = 0  # where the last good token ended
         self.lexer_failed = False
@@ -816,7 +814,8 @@ def render(source: str, contact: Mapping[str, Any]) -> str:
 
 @lru_cache(maxsize=256)
 def _prepare(source: str, fields: tuple[str, ...]) -> CompiledTemplate:
-    smarty = explain_smarty(source)
+    # Positions are computed on the text as Jinja's lexer sees it (newlines as "\n").
+    smarty = explain_smarty(_NEWLINES.sub("\n", source))
     jinja_source = smarty.jinja_source
     located = _Located(jinja_source)
 
@@ -836,9 +835,9 @@ def _prepare(source: str, fields: tuple[str, ...]) -> CompiledTemplate:
             kind="smarty",
         )
 
-    parser = Parser(_ENV, "")
-    parser.stream = located.stream()
+    parser = Parser(_ENV, "")  # its token stream is replaced by one that records positions
     try:
+        parser.stream = located.stream()
         ast = parser.parse()
     except TemplateSyntaxError as exc:
         raise _syntax_error(exc, parser, located, where) from None

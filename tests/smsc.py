@@ -135,6 +135,8 @@ class _Pipe(asyncio.Protocol):
         self.relay.transports.add(transport)
 
     def data_received(self, data: bytes) -> None:
+        if self.relay.blackhole:
+            return  # a link that went silent: nothing arrives, nothing is answered
         peer = self.peer
         if peer is not None and peer.transport is not None:
             peer.transport.write(data)
@@ -156,6 +158,7 @@ class _Relay:
         self.transports: set[asyncio.Transport] = set()
         self.server: asyncio.Server | None = None
         self.connections = 0
+        self.blackhole = False
 
     async def start(self, port: int) -> int:
         loop = asyncio.get_running_loop()
@@ -202,6 +205,7 @@ class _Knobs:
     drop_after: int | None = None
     redeliver_delay: float = 0.3  # resend a deliver_sm answered with an error, after this
     redeliver_max: int = 3
+    hold_responses: bool = False  # keep submits unanswered until release()
     status_hook: Callable[[ReceivedPart], int | None] | None = None
 
 
@@ -214,7 +218,9 @@ class TestSMSC:
     `throttle_first` (answer ESME_RTHROTTLED to that many submits), `throttle_until`
     (time.monotonic() until which every submit is throttled), `drop_after` (cut every
     connection when that many submits have arrived in total; the submit that triggers it
-    is recorded but never answered; fires once), `status_hook` (f(part) -> status or None).
+    is recorded but never answered; fires once), `hold_responses` (answer nothing until
+    `release()`), `status_hook` (f(part) -> status or None). `blackhole` (property) makes the
+    relay swallow all traffic silently, like a link that died without a reset.
     """
 
     __test__ = False  # not a pytest test class
@@ -246,6 +252,10 @@ class TestSMSC:
         self._server: smpp34.Server | None = None
         self._relay: _Relay | None = None
         self._cond = threading.Condition()
+        self._held: list[tuple[smpp34.SubmitSmEvent, ReceivedPart]] = []
+        self._tasks: set[asyncio.Task[Any]] = set()  # deliver_sm in progress
+        self._stopping = False
+        self._stop_event: asyncio.Event | None = None
 
     # knobs as attributes: smsc.throttle_first = 5
     def __getattr__(self, name: str) -> Any:
@@ -278,7 +288,7 @@ class TestSMSC:
             return
         fut = asyncio.run_coroutine_threadsafe(self._shutdown(), loop)
         with contextlib.suppress(Exception):
-            fut.result(5)
+            fut.result(10)
         loop.call_soon_threadsafe(loop.stop)
         if self._thread is not None:
             self._thread.join(5)
@@ -317,6 +327,7 @@ class TestSMSC:
             loop.close()
 
     async def _start_servers(self) -> None:
+        self._stop_event = asyncio.Event()
         inner_port = free_port() if self.use_relay or not self.requested_port else 0
         if not self.use_relay and self.requested_port:
             inner_port = self.requested_port
@@ -329,6 +340,12 @@ class TestSMSC:
             self.port = inner_port
 
     async def _shutdown(self) -> None:
+        # smpp34's deliver_sm futures live in its Rust runtime: let them finish (they fail
+        # fast once the sessions are gone) instead of cancelling them, or the runtime may
+        # call back into Python while the interpreter is shutting down.
+        self._stopping = True
+        if self._stop_event is not None:
+            self._stop_event.set()
         if self._relay is not None:
             self._relay.abort_all()
             if self._relay.server is not None:
@@ -336,6 +353,8 @@ class TestSMSC:
         if self._server is not None:
             with contextlib.suppress(Exception):
                 await self._server.stop()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
 
     # -- the SMSC's behaviour ----------------------------------------------------------------
 
@@ -381,6 +400,14 @@ class TestSMSC:
             k.drop_after = None
             self.drop_connections()
             return
+        if k.hold_responses:
+            self._held.append((ev, part))
+            return
+        self._answer(ev, part)
+
+    def _answer(self, ev: smpp34.SubmitSmEvent, part: ReceivedPart) -> None:
+        k = self.knobs
+        status = part.status
         try:
             if status == ESME_ROK:
                 ev.accept(part.message_id)
@@ -390,7 +417,13 @@ class TestSMSC:
             part.answered = False
             return
         if status == ESME_ROK and k.receipts and ev.registered_delivery & 0x01:
-            asyncio.ensure_future(self._send_receipt(ev.session_id, part))
+            self._spawn(self._send_receipt(ev.session_id, part))
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
 
     def _decide(self, part: ReceivedPart) -> int:
         k = self.knobs
@@ -408,7 +441,9 @@ class TestSMSC:
     async def _send_receipt(self, session_id: str, part: ReceivedPart) -> None:
         k = self.knobs
         if k.receipt_delay:
-            await asyncio.sleep(k.receipt_delay)
+            await self._pause(k.receipt_delay)
+            if self._stopping:
+                return
         stat = "UNDELIV" if part.destination in k.undeliverable else "DELIVRD"
         err = "001" if stat == "UNDELIV" else "000"
         now = datetime.now(UTC).strftime("%y%m%d%H%M")
@@ -435,6 +470,8 @@ class TestSMSC:
         """Send a deliver_sm; resend it (like a real SMSC) while it is answered with an error."""
         message_id = kw.pop("message_id", None)
         for attempt in range(1 + self.knobs.redeliver_max):
+            if self._stopping:
+                return None
             esme = self._session(session_id)
             if esme is None:
                 self._log_delivery(kind, destination, None, attempt, message_id, "no session")
@@ -444,13 +481,19 @@ class TestSMSC:
             except smpp34.SmppError as exc:
                 self._log_delivery(kind, destination, None, attempt, message_id, str(exc))
                 session_id = None  # try whichever session is bound now
-                await asyncio.sleep(self.knobs.redeliver_delay)
+                await self._pause(self.knobs.redeliver_delay)
                 continue
             self._log_delivery(kind, destination, resp.command_status, attempt, message_id)
             if resp.command_status == ESME_ROK:
                 return ESME_ROK
-            await asyncio.sleep(self.knobs.redeliver_delay)
+            await self._pause(self.knobs.redeliver_delay)
         return None
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, but wake at once when the SMSC stops."""
+        assert self._stop_event is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_event.wait(), seconds)
 
     def _session(self, session_id: str | None) -> smpp34.Esme | None:
         if session_id is not None and session_id in self.sessions:
@@ -472,6 +515,28 @@ class TestSMSC:
             self._cond.notify_all()
 
     # -- controls for tests ------------------------------------------------------------------
+
+    def release(self) -> None:
+        """Answer every held submit and stop holding."""
+        assert self._loop is not None
+
+        async def go() -> None:
+            self.knobs.hold_responses = False
+            held, self._held = self._held, []
+            for ev, part in held:
+                self._answer(ev, part)
+
+        asyncio.run_coroutine_threadsafe(go(), self._loop).result(5)
+
+    @property
+    def blackhole(self) -> bool:
+        return self._relay is not None and self._relay.blackhole
+
+    @blackhole.setter
+    def blackhole(self, value: bool) -> None:
+        if self._relay is None:
+            raise RuntimeError("blackhole needs the relay (TestSMSC(relay=True))")
+        self._relay.blackhole = value
 
     def drop_connections(self) -> int:
         """Abort every client connection at once (no unbind). Call from any thread."""
@@ -497,15 +562,20 @@ class TestSMSC:
         payload = gsm_codec.encode(text) if data_coding == 0 else text.encode("utf-16-be")
         assert self._loop is not None
         coro = self._deliver(None, "mo", recipient, payload, source_addr=sender,
+                             source_addr_ton=1, source_addr_npi=1,
                              data_coding=data_coding, esm_class=0x00)  # fmt: skip
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+        return asyncio.run_coroutine_threadsafe(self._tracked(coro), self._loop).result(timeout)
+
+    async def _tracked(self, coro: Any) -> Any:
+        return await self._spawn(coro)
 
     def send_mo_async(self, sender: str, recipient: str, text: str) -> None:
         """Like send_mo, without waiting for the answer."""
         payload = gsm_codec.encode(text)
         assert self._loop is not None
-        coro = self._deliver(None, "mo", recipient, payload, source_addr=sender, esm_class=0x00)
-        asyncio.run_coroutine_threadsafe(coro, self._loop)
+        coro = self._deliver(None, "mo", recipient, payload, source_addr=sender,
+                             source_addr_ton=1, source_addr_npi=1, esm_class=0x00)  # fmt: skip
+        asyncio.run_coroutine_threadsafe(self._tracked(coro), self._loop)
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
         """Wait until `predicate()` is true (re-checked on every SMSC event)."""

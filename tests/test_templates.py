@@ -317,20 +317,42 @@ def test_plain_templates_are_detected() -> None:
     )
 
 
-def test_render_many_keeps_index_and_reports_progress() -> None:
+@pytest.mark.parametrize(
+    "source", ["Hi {{ first_name }} in {{ city }}", "Hi {{ first_name | title }}"]
+)
+def test_render_many_keeps_index_and_reports_progress(source: str) -> None:
     df = pd.DataFrame(
         {"first_name": ["Anna", None, "Chloë"], "city": ["Utrecht", "Gent", None]},
         index=pd.Index([30, 10, 20], name="row_id"),
     )
-    for source in ["Hi {{ first_name }} in {{ city }}", "Hi {{ first_name | title }}"]:
-        seen: list[tuple[int, int]] = []
-        out = prepare(source, FIELDS).render_many(df, lambda d, t: seen.append((d, t)))
-        assert out.index.equals(df.index)
-        assert out.dtype == "str"
-        assert seen[-1] == (3, 3)
-        assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    seen: list[tuple[int, int]] = []
+    out = prepare(source, FIELDS).render_many(df, lambda done, total: seen.append((done, total)))
+    assert out.index.equals(df.index)
+    assert out.dtype == "str"
+    assert seen[-1] == (3, 3)
+    assert out.loc[10].startswith("Hi ")
+
+
+def test_render_many_plain_output() -> None:
+    df = pd.DataFrame(
+        {"first_name": ["Anna", None, "Chloë"], "city": ["Utrecht", "Gent", None]},
+        index=[30, 10, 20],
+    )
     out = prepare("Hi {{ first_name }} in {{ city }}", FIELDS).render_many(df)
     assert out.tolist() == ["Hi Anna in Utrecht", "Hi  in Gent", "Hi Chloë in "]
+    assert out.loc[20] == "Hi Chloë in "
+
+
+def test_row_by_row_progress_is_regular() -> None:
+    df = pd.DataFrame({"first_name": [f"n{i}" for i in range(1050)]})
+    seen: list[tuple[int, int]] = []
+    out = prepare("{{ first_name | upper }}", FIELDS).render_many(
+        df, lambda done, total: seen.append((done, total))
+    )
+    assert out.iloc[-1] == "N1049"
+    assert 50 <= len(seen) <= 110
+    assert [d for d, _ in seen] == sorted({d for d, _ in seen})
+    assert seen[-1] == (1050, 1050)
 
 
 def test_render_many_on_empty_frame_and_unknown_column() -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 from .base import GatewayError
 from .gsm_codec import SHIFT_TABLES
@@ -174,7 +174,7 @@ def redact(url: str) -> str:
         query = urlencode(
             [(k, "***" if _SECRET_PARAM.search(k) else v) for k, v in pairs], safe=",+:"
         )
-        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+        return _unsplit(parts.scheme, netloc, parts.path, query, parts.fragment)
     except ValueError:
         return "<unreadable gateway URL>"
 
@@ -368,9 +368,19 @@ def with_options(url: str, **changes: Any) -> str:
     pairs = dict(parse_qsl(parts.query, keep_blank_values=True))
     for k, v in changes.items():
         pairs[k] = str(int(v)) if isinstance(v, bool) else str(v)
-    return urlunsplit(
-        (parts.scheme, parts.netloc, parts.path, urlencode(pairs, safe=",+:"), parts.fragment)
+    return _unsplit(
+        parts.scheme, parts.netloc, parts.path, urlencode(pairs, safe=",+:"), parts.fragment
     )
+
+
+def _unsplit(scheme: str, netloc: str, path: str, query: str, fragment: str) -> str:
+    """Like urlunsplit, but keeps "scheme://" when there is no host (simulator://?...)."""
+    url = f"{scheme}://{netloc}{path}" if scheme else f"{netloc}{path}"
+    if query:
+        url += f"?{query}"
+    if fragment:
+        url += f"#{fragment}"
+    return url
 
 
 def quote_user(user: str) -> str:

@@ -1,0 +1,884 @@
+"""The dispatcher: drains the outbox through a gateway, exactly once, and records everything.
+
+Shape (after listmonk's manager): the loop depends on two narrow interfaces, a
+`DispatchSource` (which mailings are sending, the next messages of one, record events,
+record inbound messages) and a `core.gateways.base.Gateway`, so it runs against an
+in-memory source and a fake gateway in tests and against the DuckDB ledger
+(`core.ledger.LedgerSource`) in the app.
+
+Three threads when started (`start()`), or one when driven inline (`run_until_idle()`):
+
+* the **sender** takes a batch of queued messages (retries that are due first, then each
+  sending mailing in turn: test sends first, then oldest first), checks the suppression list
+  again for messages none of whose parts were accepted yet, waits for its rate budget
+  (counted in *segments*: a 3-part message costs 3), records `submitting` durably, calls
+  `gateway.submit` and hands the outcomes to the recorder. Throttling and transient
+  refusals come back as retries with exponential backoff; a throttled batch also halves
+  the pace, which recovers step by step. A refused part is retried alone with the same
+  concatenation reference; an accepted part is never sent again; an `unknown` part (no
+  answer before the link dropped) makes its message `unknown`, never resent.
+* the **receiver** calls `gateway.receive`; its handler returns only after the recorder has
+  committed the batch, so a report or a STOP the provider considers delivered is stored.
+* the **recorder** is the one writer of outcomes, reports and replies: it groups whatever
+  is waiting into one transaction, matches delivery reports to parts by provider id, and
+  keeps reports that overtook their submit's recording until the match arrives.
+
+Exactly one dispatcher runs per database: a process-wide registry refuses a second one in
+the same process, and a lease row (owner, heartbeat) in the database makes another process
+wait for a stale or dead holder. After a crash, `start()` first marks every part that was
+`submitting` without an outcome as `unknown`: the only uncertain messages, at most one batch
+per crash or dropped connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any, Protocol
+
+from core.errors import StudioError
+from core.gateways.base import (
+    DeliveryReport,
+    Gateway,
+    InboundEvent,
+    InboundMessage,
+    OutboundMessage,
+    PartResult,
+)
+from core.segments import analyze
+
+log = logging.getLogger(__name__)
+
+PartRef = tuple[int, int, int]  # (message_id, mailing_id, part index)
+
+REPORT_EVENT = {
+    "delivered": "delivered",
+    "undelivered": "undelivered",
+    "expired": "expired",
+    "failed": "failed",
+    "unknown": "report_unknown",
+}  # DeliveryReport.state -> event; "enroute" is not final and is not recorded
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class DispatcherBusy(StudioError):
+    """Another dispatcher already sends for this database."""
+
+
+# -- what the loop works on --------------------------------------------------------------
+@dataclass(slots=True)
+class PendingMessage:
+    """A message that still needs a submit, as the source hands it out."""
+
+    message_id: int
+    mailing_id: int
+    e164: str
+    sender: str
+    body: str
+    encoding: str
+    parts: int
+    concat_ref: int
+    shift_table: str | None = None
+    accepted: frozenset[int] = frozenset()  # parts the provider already accepted
+    attempts: int = 0  # transient refusals so far (this run)
+
+    def parts_to_send(self) -> tuple[int, ...]:
+        return tuple(p for p in range(self.parts) if p not in self.accepted)
+
+
+class EventBatch:
+    """Events in columns (cheap to build per part, cheap to hand to Arrow)."""
+
+    __slots__ = ("event", "mailing_id", "message_id", "part", "provider_id", "reason", "ts")
+
+    def __init__(self) -> None:
+        self.message_id: list[int] = []
+        self.mailing_id: list[int] = []
+        self.part: list[int | None] = []
+        self.event: list[str] = []
+        self.provider_id: list[str | None] = []
+        self.reason: list[str | None] = []
+        self.ts: list[datetime] = []
+
+    def add(self, message_id: int, mailing_id: int, part: int | None, event: str,
+            provider_id: str | None = None, reason: str | None = None,
+            ts: datetime | None = None) -> None:  # fmt: skip
+        self.message_id.append(message_id)
+        self.mailing_id.append(mailing_id)
+        self.part.append(part)
+        self.event.append(event)
+        self.provider_id.append(provider_id)
+        self.reason.append(reason)
+        self.ts.append(ts if ts is not None else utc_now())
+
+    def extend(self, other: EventBatch) -> None:
+        for name in self.__slots__:
+            getattr(self, name).extend(getattr(other, name))
+
+    def __len__(self) -> int:
+        return len(self.event)
+
+    def rows(self) -> Iterator[tuple[Any, ...]]:
+        return zip(self.message_id, self.mailing_id, self.part, self.event, self.provider_id,
+                   self.reason, self.ts, strict=True)  # fmt: skip
+
+
+class DispatchSource(Protocol):
+    """What the dispatcher needs from storage (the ledger, or a dict in tests).
+
+    Every `record*` method is durable when it returns.
+    """
+
+    def sending_mailings(self) -> list[tuple[int, str]]:
+        """(mailing id, kind) of mailings in state `sending`, in the order to serve them."""
+
+    def next_messages(self, mailing_id: int, after_id: int, limit: int
+                      ) -> tuple[list[PendingMessage], int | None]:
+        """Up to about `limit` messages needing a submit with id > after_id, ascending, and
+        the id to continue after (None: nothing further in this mailing)."""
+
+    def blocked(self, messages: Sequence[PendingMessage]) -> dict[int, str | None]:
+        """Messages that must not be submitted now: message id -> reason to record them
+        `skipped` with, or None to leave them alone (their mailing stopped sending)."""
+
+    def record_submitting(self, batch: EventBatch) -> None: ...
+
+    def record(self, batch: EventBatch, resolved_unmatched: Sequence[str] = ()) -> None:
+        """Append outcome/report/skip events (and fold them into each message's state)."""
+
+    def find_parts(self, provider_ids: Sequence[str]) -> dict[str, PartRef]: ...
+
+    def save_unmatched(self, reports: EventBatch) -> None: ...
+
+    def load_unmatched(self) -> EventBatch: ...
+
+    def record_inbound(self, messages: Sequence[InboundMessage], received_at: datetime
+                       ) -> None:
+        """Store replies and apply STOP/START to the suppression list."""
+
+    def in_flight(self) -> list[PartRef]:
+        """Parts recorded `submitting` without an outcome (after a crash)."""
+
+    def complete_mailing(self, mailing_id: int) -> bool:
+        """Mark the mailing finished if no message of it still needs a submit."""
+
+    def acquire_lease(self, owner: str) -> str | None:
+        """Take the lease; None on success, else a description of the live holder."""
+
+    def renew_lease(self, owner: str) -> bool: ...
+
+    def release_lease(self, owner: str) -> None: ...
+
+
+@dataclass
+class DispatcherConfig:
+    """Knobs; the defaults suit the SMPP and simulator gateways."""
+
+    batch_size: int | None = None  # messages per submit call; default from the gateway window
+    rate: float | None = None  # segments per second; default the gateway's throughput
+    tick: float = 0.25  # a batch holds about rate * tick segments (smooth pacing)
+    max_attempts: int = 8  # transient refusals of one message before it is rejected
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    prefetch: int = 5000  # messages read from the source at a time
+    idle_poll: float = 0.5  # seconds between looks for new sending mailings when idle
+    heartbeat: float = 5.0
+    provider_map_size: int = 500_000  # provider ids remembered for matching reports
+    unmatched_memory: float = 600.0  # seconds an unmatched report is retried in memory
+
+
+@dataclass(slots=True)
+class _Cursor:
+    mailing_id: int
+    kind: str
+    after: int = 0
+    exhausted: bool = False
+    buffer: deque[PendingMessage] = field(default_factory=deque)
+    outstanding: int = 0  # loaded and not yet final: buffered, waiting to retry, in flight
+    recheck_at: float = 0.0
+
+
+@lru_cache(maxsize=4096)
+def _split(body: str, shift: str | None) -> tuple[tuple[str, ...], str]:
+    info = analyze(body, shift)
+    return info.parts, info.encoding
+
+
+# -- the recorder: the one writer of outcomes, reports and replies --------------------------
+@dataclass
+class _Job:
+    outcomes: EventBatch | None = None
+    reports: list[DeliveryReport] = field(default_factory=list)
+    inbound: list[InboundMessage] = field(default_factory=list)
+    flush: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+
+
+class _Recorder:
+    """Groups waiting jobs into one transaction; matches reports to parts by provider id."""
+
+    def __init__(self, source: DispatchSource, wall: Callable[[], datetime],
+                 config: DispatcherConfig, clock: Callable[[], float]) -> None:  # fmt: skip
+        self.source = source
+        self.wall = wall
+        self.clock = clock
+        self.config = config
+        self.parts: dict[str, PartRef] = {}  # provider id -> part, newest last
+        self.orphans: dict[str, tuple[str, str | None, datetime, float]] = {}
+        self.error: BaseException | None = None
+        self.reports = 0
+        self.unmatched = 0
+        self._queue: deque[_Job] = deque()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+
+    # -- lifecycle --
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="sms-recorder", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(60)
+            self._thread = None
+
+    # -- entry points --
+    def put(self, job: _Job, wait: bool) -> None:
+        if self.error is not None:
+            raise StudioError(f"the ledger cannot be written: {self.error}")
+        if self._thread is None:  # inline
+            self._process([job])
+        else:
+            with self._cond:
+                self._queue.append(job)
+                self._cond.notify_all()
+            if wait:
+                job.done.wait()
+        if wait and job.error is not None:
+            raise StudioError(f"the ledger cannot be written: {job.error}") from job.error
+
+    def outcomes(self, batch: EventBatch) -> None:
+        if len(batch):
+            self.put(_Job(outcomes=batch), wait=False)
+
+    def inbound(self, events: Sequence[InboundEvent]) -> None:
+        reports = [e for e in events if isinstance(e, DeliveryReport)]
+        messages = [e for e in events if isinstance(e, InboundMessage)]
+        self.put(_Job(reports=reports, inbound=messages), wait=True)
+
+    def flush(self) -> None:
+        self.put(_Job(flush=True), wait=True)
+
+    def load_unmatched(self) -> None:
+        old = self.source.load_unmatched()
+        now = self.clock()
+        for _, _, _, event, pid, reason, ts in old.rows():
+            self.orphans[pid] = (event, reason, ts, now)
+        if self.orphans:
+            found = self.source.find_parts(list(self.orphans))
+            self.parts.update(found)
+            self._process([_Job()])
+
+    # -- the writer thread --
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._stopping:
+                    self._cond.wait(1.0)
+                if not self._queue and self._stopping:
+                    return
+                jobs = list(self._queue)
+                self._queue.clear()
+            self._process(jobs)
+
+    def _process(self, jobs: list[_Job]) -> None:
+        attempt = 0
+        while True:
+            try:
+                self._write(jobs)
+                break
+            except Exception as exc:  # a conflicting writer, or a broken database
+                attempt += 1
+                if attempt < 4 and "conflict" in str(exc).lower():
+                    time.sleep(0.05 * attempt)
+                    continue
+                log.exception("the ledger could not be written")
+                self.error = exc
+                for job in jobs:
+                    job.error = exc
+                break
+        for job in jobs:
+            job.done.set()
+
+    def _remember(self, pid: str, ref: PartRef) -> None:
+        parts = self.parts
+        parts.pop(pid, None)
+        parts[pid] = ref
+        excess = len(parts) - self.config.provider_map_size
+        if excess > 0:
+            for old in list(itertools.islice(parts, excess + 1000)):
+                del parts[old]
+
+    def _write(self, jobs: list[_Job]) -> None:
+        events = EventBatch()
+        for job in jobs:
+            if job.outcomes is None:
+                continue
+            b = job.outcomes
+            events.extend(b)
+            for i, ev in enumerate(b.event):
+                if ev == "submitted":
+                    self._remember(b.provider_id[i], (b.message_id[i], b.mailing_id[i], b.part[i]))
+        now_wall, now = self.wall(), self.clock()
+        # Reports that overtook the recording of their submit: matched now, if ever.
+        resolved: list[str] = []
+        for pid, (event, reason, ts, seen) in list(self.orphans.items()):
+            ref = self.parts.get(pid)
+            if ref is not None:
+                events.add(ref[0], ref[1], ref[2], event, pid, reason, ts)
+                resolved.append(pid)
+                del self.orphans[pid]
+            elif now - seen > self.config.unmatched_memory:
+                del self.orphans[pid]  # stays in the table, for the record
+        reports = [r for job in jobs for r in job.reports
+                   if r.state in REPORT_EVENT and r.provider_id]  # fmt: skip
+        misses = [r.provider_id for r in reports if r.provider_id not in self.parts]
+        if misses:
+            for pid, ref in self.source.find_parts(misses).items():
+                self._remember(pid, ref)
+        unmatched = EventBatch()
+        for r in reports:
+            ref = self.parts.get(r.provider_id)
+            event = REPORT_EVENT[r.state]
+            reason = r.reason or (None if r.state == "delivered" else r.state)
+            if ref is None:
+                unmatched.add(-1, -1, None, event, r.provider_id, reason, now_wall)
+                self.orphans[r.provider_id] = (event, reason, now_wall, now)
+            else:
+                events.add(ref[0], ref[1], ref[2], event, r.provider_id, reason, now_wall)
+        self.reports += len(reports)
+        self.unmatched += len(unmatched)
+        if len(unmatched):  # stored before the provider hears they arrived
+            self.source.save_unmatched(unmatched)
+        if len(events) or resolved:
+            self.source.record(events, resolved)
+        messages = [m for job in jobs for m in job.inbound]
+        if messages:
+            self.source.record_inbound(messages, now_wall)
+
+
+# -- the dispatcher ---------------------------------------------------------------------------
+_active: dict[str, Dispatcher] = {}
+_active_lock = threading.Lock()
+
+
+def running_dispatcher(key: str) -> Dispatcher | None:
+    """The dispatcher running in this process for a database (key: its resolved path)."""
+    with _active_lock:
+        return _active.get(key)
+
+
+class Dispatcher:
+    """Sends every queued message of every sending mailing; see the module docstring."""
+
+    def __init__(
+        self,
+        source: DispatchSource,
+        gateway: Gateway,
+        *,
+        config: DispatcherConfig | None = None,
+        key: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Any] | None = None,
+        wall: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.source = source
+        self.gateway = gateway
+        self.config = config or DispatcherConfig()
+        self.key = key
+        self.clock = clock
+        self.wall = wall
+        self._sleep = sleep or time.sleep
+        caps = gateway.capabilities
+        self.rate = float(self.config.rate or caps.throughput or 100.0)
+        window = max(int(getattr(caps, "window", 1) or 1), 1)
+        self.batch_size = int(self.config.batch_size or min(1000, max(50, window * 10)))
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.recorder = _Recorder(source, wall, self.config, clock)
+        self._cursors: dict[int, _Cursor] = {}
+        self._retry: list[tuple[float, int, PendingMessage]] = []
+        self._seq = itertools.count()
+        self._tokens = 0.0
+        self._tokens_at: float | None = None
+        self._factor = 1.0  # share of `rate` used now (halved on throttling)
+        self._pause_until = 0.0
+        self._link_failures = 0
+        self._next_refresh = 0.0
+        self._next_heartbeat = 0.0
+        self._stop = threading.Event()
+        self._wakeup = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._recovered = False
+        self._started = False
+        self._lease = False
+        self.last_error = ""
+        self.counters: dict[str, int] = dict.fromkeys(
+            ("batches", "parts_submitted", "parts_accepted", "parts_retry", "parts_rejected",
+             "parts_unknown", "skipped", "recovered_unknown", "finished_mailings"), 0)
+
+    # -- public control ---------------------------------------------------------------------
+    def start(self) -> None:
+        """Take the lease, recover after a crash and run the threads; raises DispatcherBusy."""
+        if self._started:
+            return
+        self._claim()
+        try:
+            self._prepare()
+            self.recorder.start()
+            self._threads = [
+                threading.Thread(target=self._send_loop, name="sms-dispatcher", daemon=True),
+                threading.Thread(target=self._receive_loop, name="sms-receiver", daemon=True),
+            ]
+            for t in self._threads:
+                t.start()
+            self._started = True
+        except BaseException:
+            self._unclaim()
+            raise
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Finish the batch in flight, record everything pending, release the connection."""
+        self._stop.set()
+        self._wakeup.set()
+        for t in self._threads:
+            t.join(timeout)
+        self._threads = []
+        self.recorder.stop()
+        with contextlib.suppress(Exception):
+            self.gateway.close()
+        if self._started or self._lease:
+            self._unclaim()
+        self._started = False
+
+    def wake(self) -> None:
+        """Look for newly launched mailings now rather than at the next poll."""
+        self._next_refresh = 0.0
+        self._wakeup.set()
+
+    @property
+    def running(self) -> bool:
+        return self._started and any(t.is_alive() for t in self._threads)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "running": self.running, "owner": self.owner, "gateway": self.gateway.name,
+            "rate": self.rate, "pace": round(self.rate * self._factor, 3),
+            "batch_size": self.batch_size, "mailings": sorted(self._cursors),
+            "retry_waiting": len(self._retry), "last_error": self.last_error,
+            "reports": self.recorder.reports, "unmatched_reports": self.recorder.unmatched,
+            **self.counters,
+        }  # fmt: skip
+
+    # -- inline driving (tests, benchmarks) ----------------------------------------------------
+    def run_until_idle(self, *, max_batches: int | None = None, receive: bool = True) -> int:
+        """Send in the calling thread until nothing is left to send; returns batches sent.
+
+        No threads: recording is synchronous and `gateway.receive` is polled between
+        batches, and waits go through `sleep` (so a fake clock makes pacing testable).
+        """
+        if not self._recovered:
+            self._claim()
+            self._prepare()
+        batches = 0
+        while max_batches is None or batches < max_batches:
+            self._next_refresh = 0.0
+            handled = self._cycle()
+            if receive:
+                self._receive_once(0.0)
+            if handled:
+                batches += 1
+                continue
+            if self._retry:
+                self._sleep(max(self._retry[0][0] - self.clock(), 0.001))
+                continue
+            if self._pause_until > self.clock():
+                self._sleep(self._pause_until - self.clock())
+                continue
+            break
+        self._finish_mailings()
+        return batches
+
+    def receive_reports(self, timeout: float = 0.0) -> int:
+        """Inline: poll the gateway once for reports and replies."""
+        return self._receive_once(timeout)
+
+    # -- lease ---------------------------------------------------------------------------------
+    def _claim(self) -> None:
+        if self.key is not None:
+            with _active_lock:
+                other = _active.get(self.key)
+                if other is not None and other is not self:
+                    raise DispatcherBusy(
+                        "A dispatcher is already sending for this database in this process "
+                        f"({other.owner}); a second one is not started."
+                    )
+                _active[self.key] = self
+        holder = self.source.acquire_lease(self.owner)
+        if holder is not None:
+            self._forget()
+            raise DispatcherBusy(
+                f"Another dispatcher holds this database's sending lease ({holder}); "
+                "stop it first (its lease expires a minute after it stops renewing)."
+            )
+        self._lease = True
+
+    def _forget(self) -> None:
+        if self.key is not None:
+            with _active_lock:
+                if _active.get(self.key) is self:
+                    del _active[self.key]
+
+    def _unclaim(self) -> None:
+        if self._lease:
+            with contextlib.suppress(Exception):
+                self.source.release_lease(self.owner)
+            self._lease = False
+        self._forget()
+
+    def _prepare(self) -> None:
+        """After a crash: parts in flight become `unknown`; stored unmatched reports retry."""
+        parts = self.source.in_flight()
+        if parts:
+            batch = EventBatch()
+            now = self.wall()
+            for mid, mg, part in parts:
+                batch.add(mid, mg, part, "unknown", None,
+                          "no answer was recorded before the dispatcher stopped; not resent",
+                          now)  # fmt: skip
+            self.source.record(batch)
+            self.counters["recovered_unknown"] += len({p[0] for p in parts})
+            log.warning("%d part(s) were in flight when the dispatcher last stopped: unknown",
+                        len(parts))
+        self.recorder.load_unmatched()
+        self._recovered = True
+
+    # -- threads -------------------------------------------------------------------------------
+    def _send_loop(self) -> None:
+        try:
+            with contextlib.suppress(Exception):
+                self.gateway.connect()
+            while not self._stop.is_set():
+                if self.recorder.error is not None:
+                    self.last_error = f"the ledger cannot be written: {self.recorder.error}"
+                    log.error("dispatcher stops: %s", self.last_error)
+                    break
+                self._heartbeat()
+                if not self._lease:
+                    break
+                if self._cycle():
+                    continue
+                self._finish_mailings()
+                self._wakeup.wait(self._idle_wait())
+                self._wakeup.clear()
+        except Exception as exc:  # keep the reason for the status page
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            log.exception("dispatcher stopped")
+
+    def _idle_wait(self) -> float:
+        now = self.clock()
+        wait = self.config.idle_poll
+        if self._retry:
+            wait = min(wait, max(self._retry[0][0] - now, 0.001))
+        if self._pause_until > now:
+            wait = min(wait, self._pause_until - now)
+        return max(wait, 0.001)
+
+    def _receive_loop(self) -> None:
+        backoff = 0.5
+        while not self._stop.is_set():
+            try:
+                self._receive_once(0.5)
+                backoff = 0.5
+            except Exception as exc:
+                self.last_error = f"receiving: {exc}"
+                log.warning("receiving failed: %s", exc)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    def _receive_once(self, timeout: float) -> int:
+        return int(self.gateway.receive(self.recorder.inbound, timeout))
+
+    def _heartbeat(self) -> None:
+        now = self.clock()
+        if now < self._next_heartbeat:
+            return
+        self._next_heartbeat = now + self.config.heartbeat
+        if not self.source.renew_lease(self.owner):
+            self.last_error = "the sending lease was taken over by another dispatcher"
+            log.error("dispatcher stops: %s", self.last_error)
+            self._lease = False
+
+    def _wait(self, seconds: float) -> bool:
+        """Wait; False when a stop was requested meanwhile."""
+        if seconds <= 0:
+            return not self._stop.is_set()
+        if self._threads:
+            return not self._stop.wait(seconds)
+        self._sleep(seconds)
+        return True
+
+    # -- one batch -----------------------------------------------------------------------------
+    def _cycle(self) -> int:
+        """Send one batch; returns how many messages it handled (0: nothing to do now)."""
+        now = self.clock()
+        if now < self._pause_until:
+            return 0
+        self._refresh(now)
+        batch = self._take(now)
+        if not batch:
+            return 0
+        batch = self._screen(batch)
+        if not batch:
+            return 1
+        segments = sum(len(m.parts_to_send()) for m in batch)
+        if not self._pace(segments):
+            for m in batch:  # stopping: leave them queued, untouched
+                self._drop(m)
+            return 1
+        self._submit(batch)
+        return len(batch)
+
+    def _refresh(self, now: float) -> None:
+        if now < self._next_refresh:
+            return
+        self._next_refresh = now + self.config.idle_poll
+        sending = self.source.sending_mailings()
+        ids = {mid for mid, _ in sending}
+        for mid, kind in sending:
+            if mid not in self._cursors:
+                self._cursors[mid] = _Cursor(mid, kind)
+        for mid in [m for m in self._cursors if m not in ids]:
+            del self._cursors[mid]  # no longer sending: what it had buffered stays queued
+        if any(m.mailing_id not in ids for _, _, m in self._retry):
+            self._retry = [e for e in self._retry if e[2].mailing_id in ids]
+            heapq.heapify(self._retry)
+
+    def _take(self, now: float) -> list[PendingMessage]:
+        limit = self.batch_size
+        budget = max(1.0, self.rate * self._factor * self.config.tick)
+        batch: list[PendingMessage] = []
+        segments = 0
+        while self._retry and self._retry[0][0] <= now and len(batch) < limit:
+            m = self._retry[0][2]
+            cost = len(m.parts_to_send())
+            if batch and segments + cost > budget:
+                return batch
+            heapq.heappop(self._retry)
+            batch.append(m)
+            segments += cost
+        for cur in list(self._cursors.values()):
+            while len(batch) < limit:
+                if not cur.buffer:
+                    if cur.exhausted:
+                        break
+                    self._load(cur)
+                    if not cur.buffer:
+                        break
+                m = cur.buffer[0]
+                cost = len(m.parts_to_send())
+                if batch and segments + cost > budget:
+                    return batch
+                cur.buffer.popleft()
+                batch.append(m)
+                segments += cost
+            if len(batch) >= limit:
+                break
+        return batch
+
+    def _load(self, cur: _Cursor) -> None:
+        messages, after = self.source.next_messages(cur.mailing_id, cur.after,
+                                                    self.config.prefetch)  # fmt: skip
+        cur.buffer.extend(messages)
+        cur.outstanding += len(messages)
+        if after is None:
+            cur.exhausted = True
+        else:
+            cur.after = after
+
+    def _drop(self, m: PendingMessage) -> None:
+        """The message leaves this run's hands (final, or left queued for later)."""
+        cur = self._cursors.get(m.mailing_id)
+        if cur is not None:
+            cur.outstanding -= 1
+
+    def _screen(self, batch: list[PendingMessage]) -> list[PendingMessage]:
+        """The suppression list again, right before a message's first part goes out."""
+        blocked = self.source.blocked(batch)
+        if not blocked:
+            return batch
+        skips = EventBatch()
+        keep = []
+        now = self.wall()
+        for m in batch:
+            if m.message_id not in blocked:
+                keep.append(m)
+                continue
+            reason = blocked[m.message_id]
+            if reason is not None:
+                skips.add(m.message_id, m.mailing_id, None, "skipped", None, reason, now)
+            self._drop(m)
+        self.counters["skipped"] += len(skips)
+        self.recorder.outcomes(skips)
+        return keep
+
+    def _pace(self, segments: int) -> bool:
+        """Wait until the segment budget allows `segments` more; False if stopping."""
+        while True:
+            now = self.clock()
+            rate = self.rate * self._factor
+            capacity = max(1.0, rate * self.config.tick)
+            if self._tokens_at is None:
+                self._tokens, self._tokens_at = capacity, now
+            self._tokens = min(capacity, self._tokens + (now - self._tokens_at) * rate)
+            self._tokens_at = now
+            need = min(float(segments), capacity)
+            if self._tokens >= need:
+                self._tokens -= segments  # a message larger than the bucket goes into debt
+                return True
+            if not self._wait((need - self._tokens) / rate):
+                return False
+
+    def _outbound(self, m: PendingMessage) -> OutboundMessage:
+        parts, encoding = _split(m.body, m.shift_table)
+        if len(parts) != m.parts:
+            log.warning("message %d: %d parts now, %d at the snapshot", m.message_id,
+                        len(parts), m.parts)  # fmt: skip
+        return OutboundMessage(
+            message_id=m.message_id, to=m.e164, sender=m.sender, parts=parts,
+            encoding=encoding, concat_ref=m.concat_ref, parts_to_send=m.parts_to_send(),
+            shift_table=m.shift_table,
+        )  # type: ignore[arg-type]  # fmt: skip
+
+    def _submit(self, batch: list[PendingMessage]) -> None:
+        outbound = [self._outbound(m) for m in batch]
+        submitting = EventBatch()
+        now = self.wall()
+        for m, o in zip(batch, outbound, strict=True):
+            for p in o.parts_to_send:
+                submitting.add(m.message_id, m.mailing_id, p, "submitting", None, None, now)
+        self.source.record_submitting(submitting)  # durable before anything goes out
+        self.counters["batches"] += 1
+        self.counters["parts_submitted"] += len(submitting)
+        try:
+            results = self.gateway.submit(outbound)
+        except Exception as exc:  # a gateway bug: nobody knows what went out
+            log.exception("gateway.submit raised")
+            self.last_error = f"gateway error: {exc}"
+            results = [PartResult(o.message_id, p, "unknown", error=f"gateway error: {exc}")
+                       for o in outbound for p in o.parts_to_send]  # fmt: skip
+        self._settle(batch, outbound, results)
+
+    def _settle(self, batch: list[PendingMessage], outbound: list[OutboundMessage],
+                results: list[PartResult]) -> None:  # fmt: skip
+        by_part = {(r.message_id, r.part_index): r for r in results}
+        statuses = {r.status for r in results}
+        link_down = bool(results) and statuses <= {"throttled", "transient"}
+        throttled = [r for r in results if r.status == "throttled"]
+        now, wall = self.clock(), self.wall()
+        events = EventBatch()
+        for m, o in zip(batch, outbound, strict=True):
+            mine = [by_part.get((m.message_id, p)) or PartResult(
+                m.message_id, p, "unknown", error="the gateway gave no result for this part")
+                for p in o.parts_to_send]  # fmt: skip
+            accepted = [r for r in mine if r.status == "accepted"]
+            final = [r for r in mine if r.status in ("permanent", "unknown")]
+            waiting = [r for r in mine if r.status in ("throttled", "transient")]
+            counts_attempt = not link_down and any(r.status == "transient" for r in waiting)
+            give_up = bool(waiting) and not final and counts_attempt and \
+                m.attempts + 1 >= self.config.max_attempts
+            for r in accepted:
+                events.add(m.message_id, m.mailing_id, r.part_index, "submitted",
+                           r.provider_id, None, wall)  # fmt: skip
+            for r in final:
+                event = "rejected" if r.status == "permanent" else "unknown"
+                events.add(m.message_id, m.mailing_id, r.part_index, event, None, r.error, wall)
+            for r in waiting:
+                if final or give_up:  # the message is over: these parts will never go out
+                    why = (f"gave up after {m.attempts + 1} attempts: {r.error}" if give_up
+                           else f"not sent: {r.error}")
+                    event = "unknown" if any(f.status == "unknown" for f in final) else "rejected"
+                    events.add(m.message_id, m.mailing_id, r.part_index, event, None, why, wall)
+                else:
+                    events.add(m.message_id, m.mailing_id, r.part_index, "retry", None, r.error,
+                               wall)  # fmt: skip
+            self.counters["parts_accepted"] += len(accepted)
+            if accepted:
+                m.accepted = m.accepted | {r.part_index for r in accepted}
+            if final or give_up or not waiting:
+                self.counters["parts_rejected"] += sum(r.status == "permanent" for r in final)
+                self.counters["parts_unknown"] += sum(r.status == "unknown" for r in final)
+                self._drop(m)
+                continue
+            self.counters["parts_retry"] += len(waiting)
+            if counts_attempt:
+                m.attempts += 1
+            delay = self._backoff(m.attempts)
+            hinted = [r.retry_after for r in waiting if r.retry_after]
+            if hinted:
+                delay = max(delay, max(hinted))
+            heapq.heappush(self._retry, (now + delay, next(self._seq), m))
+        self.recorder.outcomes(events)
+        if throttled:
+            self._factor = max(0.05, self._factor * 0.5)
+            hint = max((r.retry_after or 0.0) for r in throttled)
+            self._pause_until = now + max(hint, self.config.backoff_initial)
+            self.last_error = f"provider throttling: {throttled[0].error}"
+        elif link_down:
+            self._link_failures += 1
+            self._pause_until = now + self._backoff(self._link_failures)
+            self.last_error = next((r.error or "" for r in results), "")
+        else:
+            self._link_failures = 0
+            self._factor = min(1.0, self._factor + 0.1)
+
+    def _backoff(self, attempts: int) -> float:
+        return min(self.config.backoff_max,
+                   self.config.backoff_initial * (2 ** max(attempts - 1, 0)))  # fmt: skip
+
+    # -- mailings that are done ------------------------------------------------------------
+    def _finish_mailings(self) -> None:
+        now = self.clock()
+        done = [c for c in self._cursors.values()
+                if c.exhausted and c.outstanding <= 0 and now >= c.recheck_at]  # fmt: skip
+        if not done:
+            return
+        self.recorder.flush()
+        for cur in done:
+            if self.source.complete_mailing(cur.mailing_id):
+                self.counters["finished_mailings"] += 1
+                del self._cursors[cur.mailing_id]
+                log.info("mailing %d finished", cur.mailing_id)
+            else:  # something is still queued that this run did not see: read it again
+                cur.after, cur.exhausted, cur.outstanding = 0, False, 0
+                cur.recheck_at = now + 5.0
+

@@ -1,0 +1,423 @@
+"""The SMPP gateway against a real SMPP server written by someone else (smpp34's Server,
+wrapped by tests/smsc.py): encodings, concatenation, window, receipts, replies, and every
+failure the dispatcher must be able to trust: throttling, refusals, dropped connections."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from smsc import ESME_RINVDSTADR, TestSMSC, free_port
+
+from core.gateways import (
+    DeliveryReport,
+    GatewayError,
+    InboundEvent,
+    InboundMessage,
+    OutboundMessage,
+    PartResult,
+    parse_gateway_url,
+)
+from core.gateways.config import Secret
+from core.gateways.smpp import SmppGateway
+
+PASSWORD = "pw-7x!Q"
+
+
+@pytest.fixture
+def smsc() -> Iterator[TestSMSC]:
+    with TestSMSC() as server:
+        yield server
+
+
+@pytest.fixture
+def make_gw() -> Iterator[Any]:
+    made: list[SmppGateway] = []
+
+    def make(server: TestSMSC, **params: Any) -> SmppGateway:
+        params.setdefault("rate", 100000)
+        gw = SmppGateway(parse_gateway_url(server.url(**params)), Secret(PASSWORD))
+        made.append(gw)
+        return gw
+
+    yield make
+    for gw in made:
+        gw.close()
+
+
+def msg(mid: int, to: str, *parts: str, enc: str = "GSM-7", ref: int = 0, sender: str = "Studio",
+        **kw: Any) -> OutboundMessage:  # fmt: skip
+    return OutboundMessage(mid, to, sender, parts, enc, ref, **kw)  # type: ignore[arg-type]
+
+
+def by_key(results: list[PartResult]) -> dict[tuple[int, int], PartResult]:
+    return {(r.message_id, r.part_index): r for r in results}
+
+
+def collect(gw: SmppGateway, want: int, timeout: float = 5.0) -> list[InboundEvent]:
+    got: list[InboundEvent] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        gw.receive(got.extend, 0.2)
+    return got
+
+
+def test_single_part_gsm7_and_ucs2_are_sent_with_the_right_data_coding(
+    smsc: TestSMSC, make_gw: Any
+) -> None:
+    gw = make_gw(smsc)
+    results = gw.submit([
+        msg(1, "+31612345678", "Price: 10€ {today} @home"),
+        msg(2, "+31612345679", "Привет, мир 👋", enc="UCS-2"),
+        msg(3, "+447700900123", "Hi", sender="+447700900000"),
+    ])  # fmt: skip
+    assert [r.status for r in results] == ["accepted"] * 3
+    assert smsc.wait_for(lambda: len(smsc.received) == 3)
+    gsm, ucs, numeric = (smsc.parts_to(n)[0] for n in ("31612345678", "31612345679",
+                                                        "447700900123"))  # fmt: skip
+    assert (gsm.data_coding, gsm.esm_class, gsm.text) == (0, 0, "Price: 10€ {today} @home")
+    assert gsm.short_message.count(b"\x1b") == 3  # €, {, } through the extension table
+    assert (ucs.data_coding, ucs.text) == (8, "Привет, мир 👋")
+    assert (gsm.source, gsm.source_ton, gsm.source_npi) == ("Studio", 5, 0)
+    assert (gsm.dest_ton, gsm.dest_npi) == (1, 1)
+    assert (numeric.source, numeric.source_ton, numeric.source_npi) == ("447700900000", 1, 1)
+    assert {r.provider_id for r in results} == {p.message_id for p in smsc.received}
+
+
+def test_multi_part_messages_carry_a_udh_and_reassemble_exactly(
+    smsc: TestSMSC, make_gw: Any
+) -> None:
+    gw = make_gw(smsc, window=20)
+    gsm_parts = ("A" * 150 + "€", "B" * 153, "the end")
+    ucs_parts = ("Ж" * 67, "Ω" * 10)
+    results = gw.submit([
+        msg(1, "+31600000001", *gsm_parts, ref=42),
+        msg(2, "+31600000002", *ucs_parts, enc="UCS-2", ref=7),
+    ])  # fmt: skip
+    assert len(results) == 5 and all(r.status == "accepted" for r in results)
+    assert len({r.provider_id for r in results}) == 5
+    assert smsc.wait_for(lambda: len(smsc.received) == 5)
+    gsm = smsc.parts_to("31600000001")
+    assert [p.udh for p in gsm] == [bytes([5, 0, 3, 42, 3, seq]) for seq in (1, 2, 3)]
+    assert all(p.esm_class & 0x40 and p.data_coding == 0 for p in gsm)
+    assert smsc.texts("31600000001") == ["".join(gsm_parts)]
+    ucs = smsc.parts_to("31600000002")
+    assert [(p.ref, p.total, p.part, p.data_coding) for p in ucs] == [(7, 2, 1, 8), (7, 2, 2, 8)]
+    assert smsc.texts("31600000002") == ["".join(ucs_parts)]
+
+
+def test_national_shift_table_only_when_enabled(smsc: TestSMSC, make_gw: Any) -> None:
+    turkish = msg(1, "+905321234567", "Güzel şeyler İstanbul'da", shift_table="turkish")
+    refused = make_gw(smsc).submit([turkish])
+    assert refused[0].status == "permanent" and "shift=turkish" in (refused[0].error or "")
+    gw = make_gw(smsc, shift="turkish,spanish")
+    assert gw.capabilities.shift_tables == ("turkish", "spanish")
+    assert gw.submit([turkish])[0].status == "accepted"
+    assert smsc.wait_for(lambda: len(smsc.received) == 1)
+    part = smsc.received[0]
+    assert part.udh == bytes([3, 0x24, 1, 1]) and part.national_language == 1
+    assert part.text == "Güzel şeyler İstanbul'da"
+
+
+def test_parts_that_cannot_be_sent_are_refused_before_the_wire(
+    smsc: TestSMSC, make_gw: Any
+) -> None:
+    gw = make_gw(smsc)
+    results = by_key(gw.submit([
+        msg(1, "+31600000001", "emoji 👋 is not GSM"),
+        msg(2, "+31600000002", "x" * 161),
+        msg(3, "+31600000003", "ok", sender="A-very-long-sender"),
+        msg(4, "+31600000004", "fine", "but part two 👋", ref=1),
+    ]))  # fmt: skip
+    assert results[(1, 0)].status == "permanent" and "not GSM-7" in (results[(1, 0)].error or "")
+    assert results[(2, 0)].status == "permanent" and "septets" in (results[(2, 0)].error or "")
+    assert results[(3, 0)].status == "permanent" and "11 characters" in (results[(3, 0)].error
+                                                                          or "")  # fmt: skip
+    assert results[(4, 0)].status == "accepted"
+    assert results[(4, 1)].status == "permanent"
+    smsc.wait_for(lambda: len(smsc.received) >= 1, 1)
+    assert [p.destination for p in smsc.received] == ["31600000004"]
+
+
+def test_the_window_bounds_outstanding_requests(smsc: TestSMSC, make_gw: Any) -> None:
+    gw = make_gw(smsc, window=5)
+    smsc.hold_responses = True
+    out: list[PartResult] = []
+    worker = threading.Thread(target=lambda: out.extend(
+        gw.submit([msg(i, f"+316000000{i:02d}", "hi") for i in range(20)])))  # fmt: skip
+    worker.start()
+    assert smsc.wait_for(lambda: len(smsc.received) == 5)
+    time.sleep(0.3)
+    assert len(smsc.received) == 5  # the sixth waits for an answer
+    smsc.release()
+    worker.join(10)
+    assert len(out) == 20 and all(r.status == "accepted" for r in out)
+
+
+def test_parts_of_one_message_go_in_order_while_messages_interleave(
+    smsc: TestSMSC, make_gw: Any
+) -> None:
+    gw = make_gw(smsc, window=10)
+    batch = [msg(i, f"+316000001{i:02d}", "a", "b", "c", ref=i) for i in range(8)]
+    smsc.hold_responses = True
+    out: list[PartResult] = []
+    worker = threading.Thread(target=lambda: out.extend(gw.submit(batch)))
+    worker.start()
+    # every message has its first part in flight; no second part before its first is answered
+    assert smsc.wait_for(lambda: len(smsc.received) == 8)
+    time.sleep(0.3)
+    assert sorted((p.destination, p.part) for p in smsc.received) == sorted(
+        (m.to[1:], 1) for m in batch
+    )
+    smsc.release()
+    worker.join(10)
+    assert len(out) == 24 and all(r.status == "accepted" for r in out)
+    for m in batch:
+        assert [p.part for p in smsc.parts_to(m.to[1:])] == [1, 2, 3]
+
+
+def test_receipts_are_parsed_and_match_the_submitted_ids(smsc: TestSMSC, make_gw: Any) -> None:
+    smsc.undeliverable = {"31600000002"}
+    gw = make_gw(smsc)
+    results = gw.submit([msg(1, "+31600000001", "one"), msg(2, "+31600000002", "two"),
+                         msg(3, "+31600000003", "a", "b", ref=3)])  # fmt: skip
+    ids = {r.provider_id: (r.message_id, r.part_index) for r in results}
+    events = collect(gw, 4)
+    reports = {e.provider_id: e for e in events if isinstance(e, DeliveryReport)}
+    assert set(reports) == set(ids)
+    states = {ids[pid]: (r.state, r.reason) for pid, r in reports.items()}
+    assert states == {(1, 0): ("delivered", None), (2, 0): ("undelivered", "err:001"),
+                      (3, 0): ("delivered", None), (3, 1): ("delivered", None)}  # fmt: skip
+    assert all(r.at is not None and "stat:" in (r.raw or "") for r in reports.values())
+
+
+def test_receipts_without_tlvs_are_read_from_the_text(smsc: TestSMSC, make_gw: Any) -> None:
+    smsc.receipt_tlvs = False
+    smsc.undeliverable = {"31600000009"}
+    gw = make_gw(smsc)
+    [r] = gw.submit([msg(9, "+31600000009", "x")])
+    [report] = collect(gw, 1)
+    assert isinstance(report, DeliveryReport)
+    assert (report.provider_id, report.state) == (r.provider_id, "undelivered")
+
+
+def test_a_stop_reply_reaches_the_handler_and_is_acknowledged_after_it(
+    smsc: TestSMSC, make_gw: Any
+) -> None:
+    gw = make_gw(smsc)
+    gw.connect()
+    assert smsc.wait_bound()
+    status: list[int | None] = []
+    t = threading.Thread(target=lambda: status.append(
+        smsc.send_mo("31611112222", "Studio", "STOP")))  # fmt: skip
+    t.start()
+    seen: list[InboundEvent] = []
+
+    def store(batch: Any) -> None:
+        time.sleep(0.2)  # "writing to the database"
+        assert not smsc.deliveries  # not acknowledged while we store
+        seen.extend(batch)
+
+    assert collect_with(gw, store, 1)
+    t.join(5)
+    assert seen == [InboundMessage(sender="+31611112222", recipient="Studio", text="STOP")]
+    assert status == [0]
+
+
+def collect_with(gw: SmppGateway, handler: Any, want: int, timeout: float = 5.0) -> bool:
+    n = 0
+    deadline = time.monotonic() + timeout
+    while n < want and time.monotonic() < deadline:
+        n += gw.receive(handler, 0.2)
+    return n >= want
+
+
+def test_a_handler_that_fails_means_no_acknowledgement_and_a_redelivery(
+    smsc: TestSMSC, make_gw: Any
+) -> None:
+    gw = make_gw(smsc)
+    gw.connect()
+    assert smsc.wait_bound()
+    smsc.send_mo_async("31633334444", "Studio", "Stop")
+
+    def broken(batch: Any) -> None:
+        raise OSError("database is locked")
+
+    with pytest.raises(OSError):
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            gw.receive(broken, 0.2)
+    assert smsc.wait_for(lambda: len(smsc.deliveries) >= 1)
+    assert smsc.deliveries[0]["status"] == 0x64  # ESME_RX_T_APPN: not stored, send again
+    again = collect(gw, 1)  # the SMSC redelivers; this time it is stored and acknowledged
+    assert [e.text for e in again if isinstance(e, InboundMessage)] == ["Stop"]
+    assert smsc.wait_for(lambda: smsc.deliveries[-1]["status"] == 0)
+
+
+def test_events_arriving_during_submit_are_held_unacknowledged_until_receive(
+    smsc: TestSMSC, make_gw: Any
+) -> None:
+    gw = make_gw(smsc)
+    gw.connect()
+    assert smsc.wait_bound()
+    smsc.send_mo_async("31655556666", "Studio", "STOP")
+    time.sleep(0.3)  # the deliver_sm is on our socket now
+    gw.submit([msg(1, "+31600000001", "hello")])
+    assert gw.held_events >= 1
+    assert not [d for d in smsc.deliveries if d["kind"] == "mo"]  # no deliver_sm_resp yet
+    events = collect(gw, 2)
+    assert any(isinstance(e, InboundMessage) and e.text == "STOP" for e in events)
+    assert smsc.wait_for(lambda: any(d["kind"] == "mo" and d["status"] == 0
+                                     for d in smsc.deliveries))  # fmt: skip
+
+
+def test_throttled_parts_are_retryable_and_never_duplicated(smsc: TestSMSC, make_gw: Any) -> None:
+    smsc.throttle_first = 3
+    gw = make_gw(smsc, window=1)
+    todo = [msg(i, f"+316000002{i:02d}", "hi") for i in range(5)]
+    statuses: Counter[str] = Counter()
+    for _ in range(10):
+        results = gw.submit(todo)
+        statuses.update(r.status for r in results)
+        retry = {r.message_id for r in results if r.status == "throttled"}
+        assert all(r.status in ("accepted", "throttled") for r in results)
+        todo = [m for m in todo if m.message_id in retry]
+        if not todo:
+            break
+    assert statuses["accepted"] == 5
+    answered_throttled = [p for p in smsc.received if p.status == 0x58]
+    assert len(answered_throttled) == 3
+    accepted_parts = [p.destination for p in smsc.received if p.status == 0]
+    assert sorted(accepted_parts) == sorted(set(accepted_parts)) and len(accepted_parts) == 5
+
+
+def test_throttling_stops_the_batch_and_reports_the_rest_as_not_sent(
+    smsc: TestSMSC, make_gw: Any
+) -> None:
+    smsc.throttle_first = 1
+    gw = make_gw(smsc, window=1)
+    results = gw.submit([msg(i, f"+316000003{i:02d}", "hi") for i in range(4)])
+    assert [r.status for r in results] == ["throttled"] * 4
+    assert "ESME_RTHROTTLED" in (results[0].error or "")
+    assert all((r.error or "").startswith("not sent") for r in results[1:])
+    assert len(smsc.received) == 1
+
+
+def test_permanent_refusals_name_the_code_and_stop_the_message(
+    smsc: TestSMSC, make_gw: Any
+) -> None:
+    smsc.reject = {"31600000666": ESME_RINVDSTADR}
+    gw = make_gw(smsc)
+    results = by_key(gw.submit([
+        msg(1, "+31600000666", "one", "two", "three", ref=1),
+        msg(2, "+31600000777", "fine"),
+    ]))  # fmt: skip
+    assert results[(1, 0)].status == "permanent"
+    assert "ESME_RINVDSTADR" in (results[(1, 0)].error or "")
+    assert [results[(1, i)].status for i in (1, 2)] == ["permanent", "permanent"]
+    assert "not sent: part 1 refused" in (results[(1, 1)].error or "")
+    assert results[(2, 0)].status == "accepted"
+    smsc.wait_for(lambda: len(smsc.received) == 2, 2)
+    assert len(smsc.parts_to("31600000666")) == 1
+
+
+def test_a_dropped_connection_makes_in_flight_parts_unknown_and_unsent_ones_retryable(
+    smsc: TestSMSC, make_gw: Any
+) -> None:
+    smsc.drop_after = 6
+    smsc.receipts = False
+    gw = make_gw(smsc, window=4)
+    batch = [msg(i, f"+316000004{i:02d}", "x", "y", ref=i) for i in range(12)]
+    results = by_key(gw.submit(batch))
+    assert len(results) == 24
+    statuses = Counter(r.status for r in results.values())
+    assert statuses["unknown"] >= 1 and statuses["transient"] >= 1
+    assert set(statuses) <= {"accepted", "unknown", "transient"}
+    received = Counter((p.destination, p.part) for p in smsc.received)
+    for m in batch:
+        first, second = results[(m.message_id, 0)], results[(m.message_id, 1)]
+        for part, r in ((1, first), (2, second)):
+            if r.status == "transient":  # safe to resend only if the SMSC never saw it
+                assert received[(m.to[1:], part)] == 0
+                assert (r.error or "").startswith("not connected")
+            if r.status == "accepted":
+                assert received[(m.to[1:], part)] == 1
+        if first.status == "unknown":  # never half a message
+            assert second.status == "unknown"
+    # the next call reconnects; resending the retryable parts completes the job
+    retry = [
+        OutboundMessage(m.message_id, m.to, m.sender, m.parts, m.encoding, m.concat_ref,
+                        parts_to_send=tuple(i for i in (0, 1)
+                                            if results[(m.message_id, i)].status == "transient"))
+        for m in batch
+        if any(results[(m.message_id, i)].status == "transient" for i in (0, 1))
+    ]  # fmt: skip
+    again = gw.submit(retry)
+    assert all(r.status == "accepted" for r in again)
+    assert smsc.binds == 2
+    received = Counter((p.destination, p.part) for p in smsc.received)
+    assert max(received.values()) == 1  # nothing was sent twice
+
+
+def test_a_silent_link_is_declared_dead_after_the_timeout(smsc: TestSMSC, make_gw: Any) -> None:
+    gw = make_gw(smsc, timeout=0.5)
+    gw.connect()
+    smsc.blackhole = True
+    t0 = time.monotonic()
+    results = gw.submit([msg(1, "+31600000001", "lost?")])
+    assert results[0].status == "unknown" and "no response" in (results[0].error or "")
+    assert time.monotonic() - t0 < 3
+    assert not gw.connected
+    smsc.blackhole = False
+    assert gw.submit([msg(2, "+31600000002", "back")])[0].status == "accepted"
+
+
+def test_an_unreachable_centre_gives_transient_results_and_a_clear_connect_error(
+    make_gw: Any,
+) -> None:
+    port = free_port()
+    gw = SmppGateway(parse_gateway_url(f"smpp://studio@127.0.0.1:{port}?reconnect_max=60"),
+                     Secret(PASSWORD))  # fmt: skip
+    with pytest.raises(GatewayError) as err:
+        gw.connect()
+    assert f"127.0.0.1:{port}" in str(err.value) and PASSWORD not in str(err.value)
+    results = gw.submit([msg(1, "+31600000001", "a", "b", ref=1)])
+    assert [r.status for r in results] == ["transient", "transient"]
+    assert (results[0].error or "").startswith("not connected")
+    t0 = time.monotonic()
+    gw.submit([msg(2, "+31600000002", "c")])  # within the backoff: no new attempt
+    assert time.monotonic() - t0 < 0.2
+    assert gw.receive(lambda _: None, 0.1) == 0
+    gw.close()
+
+
+def test_the_password_never_reaches_the_logs(
+    smsc: TestSMSC, make_gw: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    gw = make_gw(smsc)
+    gw.connect()
+    gw.submit([msg(1, "+31600000001", "x")])
+    gw.close()
+    assert "bound to" in caplog.text
+    assert PASSWORD not in caplog.text
+    assert PASSWORD.encode().hex() not in caplog.text
+
+
+def test_after_the_centre_cuts_an_idle_link_receive_reconnects(
+    smsc: TestSMSC, make_gw: Any
+) -> None:
+    gw = make_gw(smsc)
+    gw.connect()
+    assert smsc.wait_bound()
+    smsc.drop_connections()
+    assert gw.receive(lambda _: None, 0.3) == 0
+    assert smsc.wait_for(lambda: smsc.binds == 2)
+    assert smsc.wait_bound()
+    smsc.send_mo_async("31677778888", "Studio", "STOP")
+    assert [e.text for e in collect(gw, 1) if isinstance(e, InboundMessage)] == ["STOP"]
