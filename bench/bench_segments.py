@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import codecs
+import os
 import sys
 import time
 from pathlib import Path
@@ -110,6 +111,7 @@ def main() -> int:
     series = pd.Series(texts)  # pandas' default string dtype: Arrow memory
     mean_len = float(np.mean([len(t) for t in texts[:10_000]]))
     print(f"data: {n:,} messages, mean {mean_len:.0f} characters, built in {seconds:.1f} s")
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
 
     best_series = best_list = float("inf")
     result = None

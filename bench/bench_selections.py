@@ -165,6 +165,8 @@ def main() -> int:
             t_daud, daud = best_of(lambda: studio.audience(selection=deepest), args.repeat)
             report("count + reconciliation, mini 3 levels deep", t_dcount + t_daud, 1.5)
 
+            t_whole, whole = best_of(lambda: studio.audience(database="big"), args.repeat)
+            report("reconciliation, whole database", t_whole, None)
             t_frame, frame = best_of(lambda: studio.audience_frame(selection="five"), 1)
             report("recipients frame (mailing snapshot)", t_frame, None)
 
@@ -185,6 +187,7 @@ def main() -> int:
             print(f"\nfive conditions: {count:,} in selection → {aud.recipients:,} recipients")
             print("  " + ", ".join(f"{s} {n:,}" for s, n in aud.steps))
             print(f"mini-selection: {dcount:,} in selection → {daud.recipients:,} recipients")
+            print(f"whole database: {rows:,} contacts → {whole.recipients:,} recipients")
             print(f"recipients frame: {len(frame):,} rows × {frame.shape[1]} columns")
             missed = [label for label, s, t in results if t is not None and s > t]
             if missed:

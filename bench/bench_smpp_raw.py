@@ -9,6 +9,10 @@ share our GIL) on 127.0.0.1:
   gateway   SmppGateway.submit in batches (per-part results, pacing, ordering of parts);
   simulator SimulatorGateway.submit (target: well over 20,000 messages per second).
 
+With receipts the test SMSC is the bottleneck (smpp34's accept/deliver_sm cost ~100 µs each
+in its process), so each line also shows the client's CPU per message: the client's own
+ceiling is 1 / that.
+
 `raw_throughput(n, window)` is importable so the dispatcher benchmark can print its ratio to
 the raw ceiling in the same run. Usage: python bench/bench_smpp_raw.py [--quick] [-n N]
 """
@@ -68,33 +72,51 @@ def _bind(port: int) -> tuple[smpp_client.Client, socket.socket]:
     return client, sock
 
 
-def _raw_loop(port: int, n: int, window: int, use_smpplib: bool) -> tuple[float, float, int]:
+def _raw_loop(
+    port: int, n: int, window: int, use_smpplib: bool, receipts_expected: bool = True
+) -> tuple[float, float, int, float]:
     """Submit n single-part messages; return (seconds to all responses, seconds to all
-    receipts, receipts seen)."""
+    receipts, receipts seen, client CPU seconds)."""
     client, sock = _bind(port)
+    cpu0 = time.process_time()
     sent = answered = receipts = 0
     outstanding = 0
     buf = bytearray()
     t0 = time.perf_counter()
     t_answers = 0.0
     deadline = t0 + 600
-    while (answered < n or receipts < n) and time.perf_counter() < deadline:
+    want_receipts = n if receipts_expected else 0
+    while (answered < n or receipts < want_receipts) and time.perf_counter() < deadline:
         out = []
         while sent < n and outstanding < window:
             seq = client.next_sequence()
             if use_smpplib:
                 pdu = smpp_codec.make_pdu(
-                    "submit_sm", client=client, source_addr="Bench", source_addr_ton=5,
-                    destination_addr=f"3161{sent:07d}", dest_addr_ton=1, dest_addr_npi=1,
-                    short_message=b"Hello from the benchmark", registered_delivery=1,
-                )  # fmt: skip
+                    "submit_sm",
+                    client=client,
+                    source_addr="Bench",
+                    source_addr_ton=5,
+                    destination_addr=f"3161{sent:07d}",
+                    dest_addr_ton=1,
+                    dest_addr_npi=1,
+                    short_message=b"Hello from the benchmark",
+                    registered_delivery=1,
+                )
                 out.append(pdu.generate())
             else:
-                out.append(wire.submit_sm(
-                    seq, source_addr="Bench", source_ton=5, source_npi=0,
-                    destination_addr=f"3161{sent:07d}", dest_ton=1, dest_npi=1,
-                    short_message=b"Hello from the benchmark", registered_delivery=1,
-                ))  # fmt: skip
+                out.append(
+                    wire.submit_sm(
+                        seq,
+                        source_addr="Bench",
+                        source_ton=5,
+                        source_npi=0,
+                        destination_addr=f"3161{sent:07d}",
+                        dest_ton=1,
+                        dest_npi=1,
+                        short_message=b"Hello from the benchmark",
+                        registered_delivery=1,
+                    )
+                )
             sent += 1
             outstanding += 1
         if out:
@@ -127,10 +149,11 @@ def _raw_loop(port: int, n: int, window: int, use_smpplib: bool) -> tuple[float,
         if acks:
             sock.sendall(b"".join(acks))
     t_all = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
     with contextlib.suppress(Exception):
         sock.close()
     client._socket = None
-    return t_answers or t_all, t_all, receipts
+    return t_answers or t_all, t_all, receipts, cpu
 
 
 def raw_throughput(n: int, window: int, *, port: int | None = None) -> float:
@@ -144,8 +167,11 @@ def raw_throughput(n: int, window: int, *, port: int | None = None) -> float:
         return n / _raw_loop(p, n, window, use_smpplib=False)[0]
 
 
-def gateway_throughput(port: int, n: int, window: int, batch: int = 1000) -> tuple[float, int]:
-    """SmppGateway.submit over n single-part messages; returns (msgs/s, receipts handled)."""
+def gateway_throughput(
+    port: int, n: int, window: int, batch: int = 1000
+) -> tuple[float, int, float]:
+    """SmppGateway.submit over n single-part messages (receipts handled between batches);
+    returns (msgs/s, receipts handled, client CPU seconds)."""
     url = f"smpp://bench@127.0.0.1:{port}?window={window}&rate=1000000"
     gw = SmppGateway(parse_gateway_url(url), Secret("bench"))
     gw.connect()
@@ -160,6 +186,7 @@ def gateway_throughput(port: int, n: int, window: int, batch: int = 1000) -> tup
         events += len(batch)  # type: ignore[arg-type]
 
     t0 = time.perf_counter()
+    cpu0 = time.process_time()
     accepted = 0
     for k in range(0, n, batch):
         results = gw.submit(msgs[k : k + batch])
@@ -169,10 +196,11 @@ def gateway_throughput(port: int, n: int, window: int, batch: int = 1000) -> tup
     deadline = time.monotonic() + 30
     while events < accepted and time.monotonic() < deadline:
         gw.receive(handler, 0.2)
+    cpu = time.process_time() - cpu0
     gw.close()
     if accepted != n:
         print(f"  warning: only {accepted} of {n} accepted")
-    return n / elapsed, events
+    return n / elapsed, events, cpu
 
 
 def simulator_throughput(n: int, batch: int = 1000) -> float:
@@ -195,20 +223,31 @@ def main() -> int:
     args = ap.parse_args()
     n = args.n or (10_000 if args.quick else 100_000)
     w = args.window
+
+    def us(cpu: float, count: int) -> str:
+        return f"client CPU {cpu / count * 1e6:5.0f} µs/msg (ceiling {count / cpu:,.0f}/s)"
+
     print(f"SMPP on 127.0.0.1, {n:,} single-part messages, window {w}, registered_delivery=1")
     with smsc_process() as port:
-        t_resp, t_all, receipts = _raw_loop(port, n, w, use_smpplib=False)
+        t_resp, t_all, receipts, cpu = _raw_loop(port, n, w, use_smpplib=False)
         raw = n / t_resp
-        print(f"  raw (packed PDUs)   {raw:10,.0f} msg/s to all responses; "
-              f"{n / t_all:,.0f} msg/s incl. {receipts:,} receipts")  # fmt: skip
+        print(
+            f"  raw (packed PDUs)   {raw:10,.0f} msg/s to all responses, "
+            f"{n / t_all:,.0f} msg/s incl. {receipts:,} receipts; {us(cpu, n)}"
+        )
+    with smsc_process(receipts=False) as port:
+        t_resp, _, _, cpu = _raw_loop(port, n, w, use_smpplib=False, receipts_expected=False)
+        print(f"  raw, no receipts    {n / t_resp:10,.0f} msg/s; {us(cpu, n)}")
+    m = min(n, 20_000)
     with smsc_process() as port:
-        m = min(n, 20_000)
-        t_resp, t_all, receipts = _raw_loop(port, m, w, use_smpplib=True)
-        print(f"  raw smpplib PDUs    {m / t_resp:10,.0f} msg/s ({m:,} messages)")
+        t_resp, _, _, cpu = _raw_loop(port, m, w, use_smpplib=True)
+        print(f"  raw, smpplib PDUs   {m / t_resp:10,.0f} msg/s ({m:,} messages); {us(cpu, m)}")
     with smsc_process() as port:
-        rate, events = gateway_throughput(port, n, w)
-        print(f"  SmppGateway.submit  {rate:10,.0f} msg/s ({events:,} receipts handled); "
-              f"ratio to raw {rate / raw:.2f}")  # fmt: skip
+        rate, events, cpu = gateway_throughput(port, n, w)
+        print(
+            f"  SmppGateway.submit  {rate:10,.0f} msg/s, {events:,} receipts handled; "
+            f"{us(cpu, n)}; ratio to raw {rate / raw:.2f}"
+        )
     sim_n = max(n, 100_000)
     sim = simulator_throughput(sim_n)
     print(f"  simulator submit    {sim:10,.0f} msg/s ({sim_n:,} messages; target >= 20,000)")

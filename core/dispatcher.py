@@ -100,6 +100,11 @@ class PendingMessage:
     def parts_to_send(self) -> tuple[int, ...]:
         return tuple(p for p in range(self.parts) if p not in self.accepted)
 
+    @property
+    def cost(self) -> int:
+        """Segments this message still costs."""
+        return self.parts - len(self.accepted)
+
 
 class EventBatch:
     """Events in columns (cheap to build per part, cheap to hand to Arrow)."""
@@ -199,6 +204,7 @@ class DispatcherConfig:
     idle_poll: float = 0.5  # seconds between looks for new sending mailings when idle
     heartbeat: float = 5.0
     provider_map_size: int = 500_000  # provider ids remembered for matching reports
+    record_interval: float = 0.05  # the recorder commits at most this often (group commit)
     unmatched_memory: float = 600.0  # seconds an unmatched report is retried in memory
 
 
@@ -263,6 +269,15 @@ class _Recorder:
             self._thread = None
 
     # -- entry points --
+    def _urgent(self) -> bool:
+        """A flush is waiting, or enough work gathered: commit now (holding `_cond`)."""
+        size = 0
+        for job in self._queue:
+            if job.flush:
+                return True
+            size += len(job.outcomes or ()) + len(job.reports) + len(job.inbound)
+        return size >= 5000
+
     def put(self, job: _Job, wait: bool) -> None:
         if self.error is not None:
             raise StudioError(f"the ledger cannot be written: {self.error}")
@@ -301,14 +316,26 @@ class _Recorder:
 
     # -- the writer thread --
     def _run(self) -> None:
+        last = 0.0
         while True:
             with self._cond:
                 while not self._queue and not self._stopping:
                     self._cond.wait(1.0)
                 if not self._queue and self._stopping:
                     return
+            # Group commit: let work gather for a moment, so one transaction carries many
+            # batches (each commit costs milliseconds whatever its size).
+            deadline = last + self.config.record_interval
+            with self._cond:
+                while not self._stopping and not self._urgent():
+                    pause = deadline - time.monotonic()
+                    if pause <= 0:
+                        break
+                    self._cond.wait(pause)
+            with self._cond:
                 jobs = list(self._queue)
                 self._queue.clear()
+            last = time.monotonic()
             self._process(jobs)
 
     def _process(self, jobs: list[_Job]) -> None:
@@ -422,7 +449,7 @@ class Dispatcher:
         caps = gateway.capabilities
         self.rate = float(self.config.rate or caps.throughput or 100.0)
         window = max(int(getattr(caps, "window", 1) or 1), 1)
-        self.batch_size = int(self.config.batch_size or min(1000, max(50, window * 10)))
+        self.batch_size = int(self.config.batch_size or min(5000, max(50, window * 10)))
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.recorder = _Recorder(source, wall, self.config, clock)
         self._cursors: dict[int, _Cursor] = {}
@@ -660,7 +687,7 @@ class Dispatcher:
         batch = self._screen(batch)
         if not batch:
             return 1
-        segments = sum(len(m.parts_to_send()) for m in batch)
+        segments = sum(m.cost for m in batch)
         if not self._pace(segments):
             for m in batch:  # stopping: leave them queued, untouched
                 self._drop(m)
@@ -690,7 +717,7 @@ class Dispatcher:
         segments = 0
         while self._retry and self._retry[0][0] <= now and len(batch) < limit:
             m = self._retry[0][2]
-            cost = len(m.parts_to_send())
+            cost = m.cost
             if batch and segments + cost > budget:
                 return batch
             heapq.heappop(self._retry)
@@ -705,7 +732,7 @@ class Dispatcher:
                     if not cur.buffer:
                         break
                 m = cur.buffer[0]
-                cost = len(m.parts_to_send())
+                cost = m.cost
                 if batch and segments + cost > budget:
                     return batch
                 cur.buffer.popleft()
@@ -769,26 +796,38 @@ class Dispatcher:
                 return False
 
     def _outbound(self, m: PendingMessage) -> OutboundMessage:
-        parts, encoding = _split(m.body, m.shift_table)
-        if len(parts) != m.parts:
-            log.warning("message %d: %d parts now, %d at the snapshot", m.message_id,
-                        len(parts), m.parts)  # fmt: skip
+        if m.parts == 1 and m.shift_table is None:  # the common case: no splitting needed
+            parts: tuple[str, ...] = (m.body,)
+            encoding = m.encoding
+        else:
+            parts, encoding = _split(m.body, m.shift_table)
+            if len(parts) != m.parts:
+                log.warning("message %d: %d parts now, %d at the snapshot", m.message_id,
+                            len(parts), m.parts)  # fmt: skip
         return OutboundMessage(
             message_id=m.message_id, to=m.e164, sender=m.sender, parts=parts,
-            encoding=encoding, concat_ref=m.concat_ref, parts_to_send=m.parts_to_send(),
+            encoding=encoding, concat_ref=m.concat_ref,  # type: ignore[arg-type]
+            parts_to_send=m.parts_to_send() if m.accepted or m.parts > 1 else (0,),
             shift_table=m.shift_table,
-        )  # type: ignore[arg-type]  # fmt: skip
+        )
 
     def _submit(self, batch: list[PendingMessage]) -> None:
         outbound = [self._outbound(m) for m in batch]
         submitting = EventBatch()
+        n = sum(len(o.parts_to_send) for o in outbound)
         now = self.wall()
         for m, o in zip(batch, outbound, strict=True):
             for p in o.parts_to_send:
-                submitting.add(m.message_id, m.mailing_id, p, "submitting", None, None, now)
+                submitting.message_id.append(m.message_id)
+                submitting.mailing_id.append(m.mailing_id)
+                submitting.part.append(p)
+        submitting.event = ["submitting"] * n
+        submitting.provider_id = [None] * n
+        submitting.reason = [None] * n
+        submitting.ts = [now] * n
         self.source.record_submitting(submitting)  # durable before anything goes out
         self.counters["batches"] += 1
-        self.counters["parts_submitted"] += len(submitting)
+        self.counters["parts_submitted"] += n
         try:
             results = self.gateway.submit(outbound)
         except Exception as exc:  # a gateway bug: nobody knows what went out
@@ -800,54 +839,37 @@ class Dispatcher:
 
     def _settle(self, batch: list[PendingMessage], outbound: list[OutboundMessage],
                 results: list[PartResult]) -> None:  # fmt: skip
-        by_part = {(r.message_id, r.part_index): r for r in results}
+        """Turn the gateway's per-part results into events, retries and pacing."""
+        by_msg: dict[int, list[PartResult]] = {}
+        for r in results:
+            by_msg.setdefault(r.message_id, []).append(r)
         statuses = {r.status for r in results}
         link_down = bool(results) and statuses <= {"throttled", "transient"}
-        throttled = [r for r in results if r.status == "throttled"]
         now, wall = self.clock(), self.wall()
         events = EventBatch()
+        ev_mid, ev_mg, ev_part, ev_event = (events.message_id, events.mailing_id, events.part,
+                                            events.event)  # fmt: skip
+        ev_pid, ev_reason = events.provider_id, events.reason
+        accepted_total = 0
         for m, o in zip(batch, outbound, strict=True):
-            mine = [by_part.get((m.message_id, p)) or PartResult(
-                m.message_id, p, "unknown", error="the gateway gave no result for this part")
-                for p in o.parts_to_send]  # fmt: skip
-            accepted = [r for r in mine if r.status == "accepted"]
-            final = [r for r in mine if r.status in ("permanent", "unknown")]
-            waiting = [r for r in mine if r.status in ("throttled", "transient")]
-            counts_attempt = not link_down and any(r.status == "transient" for r in waiting)
-            give_up = bool(waiting) and not final and counts_attempt and \
-                m.attempts + 1 >= self.config.max_attempts
-            for r in accepted:
-                events.add(m.message_id, m.mailing_id, r.part_index, "submitted",
-                           r.provider_id, None, wall)  # fmt: skip
-            for r in final:
-                event = "rejected" if r.status == "permanent" else "unknown"
-                events.add(m.message_id, m.mailing_id, r.part_index, event, None, r.error, wall)
-            for r in waiting:
-                if final or give_up:  # the message is over: these parts will never go out
-                    why = (f"gave up after {m.attempts + 1} attempts: {r.error}" if give_up
-                           else f"not sent: {r.error}")
-                    event = "unknown" if any(f.status == "unknown" for f in final) else "rejected"
-                    events.add(m.message_id, m.mailing_id, r.part_index, event, None, why, wall)
-                else:
-                    events.add(m.message_id, m.mailing_id, r.part_index, "retry", None, r.error,
-                               wall)  # fmt: skip
-            self.counters["parts_accepted"] += len(accepted)
-            if accepted:
-                m.accepted = m.accepted | {r.part_index for r in accepted}
-            if final or give_up or not waiting:
-                self.counters["parts_rejected"] += sum(r.status == "permanent" for r in final)
-                self.counters["parts_unknown"] += sum(r.status == "unknown" for r in final)
+            mine = by_msg.get(m.message_id, ())
+            if len(mine) == len(o.parts_to_send) and all(r.status == "accepted" for r in mine):
+                for r in mine:  # fast path: every part accepted
+                    ev_mid.append(m.message_id)
+                    ev_mg.append(m.mailing_id)
+                    ev_part.append(r.part_index)
+                    ev_event.append("submitted")
+                    ev_pid.append(r.provider_id)
+                    ev_reason.append(None)
+                accepted_total += len(mine)
                 self._drop(m)
                 continue
-            self.counters["parts_retry"] += len(waiting)
-            if counts_attempt:
-                m.attempts += 1
-            delay = self._backoff(m.attempts)
-            hinted = [r.retry_after for r in waiting if r.retry_after]
-            if hinted:
-                delay = max(delay, max(hinted))
-            heapq.heappush(self._retry, (now + delay, next(self._seq), m))
+            accepted_total += self._settle_one(m, o, mine, link_down, now, events)
+        events.ts = [wall] * len(events.event)
+        self.counters["parts_accepted"] += accepted_total
         self.recorder.outcomes(events)
+        throttled = [r for r in results if r.status == "throttled"] if "throttled" in statuses \
+            else []
         if throttled:
             self._factor = max(0.05, self._factor * 0.5)
             hint = max((r.retry_after or 0.0) for r in throttled)
@@ -860,6 +882,58 @@ class Dispatcher:
         else:
             self._link_failures = 0
             self._factor = min(1.0, self._factor + 0.1)
+
+    def _settle_one(self, m: PendingMessage, o: OutboundMessage, results: Sequence[PartResult],
+                    link_down: bool, now: float, events: EventBatch) -> int:  # fmt: skip
+        """The slow path of `_settle` for one message; returns the parts accepted."""
+        by_part = {r.part_index: r for r in results}
+        mine = [by_part.get(p) or PartResult(
+            m.message_id, p, "unknown", error="the gateway gave no result for this part")
+            for p in o.parts_to_send]  # fmt: skip
+        accepted = [r for r in mine if r.status == "accepted"]
+        final = [r for r in mine if r.status in ("permanent", "unknown")]
+        waiting = [r for r in mine if r.status in ("throttled", "transient")]
+        counts_attempt = not link_down and any(r.status == "transient" for r in waiting)
+        give_up = bool(waiting) and not final and counts_attempt and \
+            m.attempts + 1 >= self.config.max_attempts
+
+        def add(part: int, event: str, pid: str | None, reason: str | None) -> None:
+            events.message_id.append(m.message_id)
+            events.mailing_id.append(m.mailing_id)
+            events.part.append(part)
+            events.event.append(event)
+            events.provider_id.append(pid)
+            events.reason.append(reason)
+
+        for r in accepted:
+            add(r.part_index, "submitted", r.provider_id, None)
+        for r in final:
+            add(r.part_index, "rejected" if r.status == "permanent" else "unknown", None,
+                r.error)  # fmt: skip
+        for r in waiting:
+            if final or give_up:  # the message is over: these parts will never go out
+                why = (f"gave up after {m.attempts + 1} attempts: {r.error}" if give_up
+                       else f"not sent: {r.error}")
+                event = "unknown" if any(f.status == "unknown" for f in final) else "rejected"
+                add(r.part_index, event, None, why)
+            else:
+                add(r.part_index, "retry", None, r.error)
+        if accepted:
+            m.accepted = m.accepted | {r.part_index for r in accepted}
+        if final or give_up or not waiting:
+            self.counters["parts_rejected"] += sum(r.status == "permanent" for r in final)
+            self.counters["parts_unknown"] += sum(r.status == "unknown" for r in final)
+            self._drop(m)
+            return len(accepted)
+        self.counters["parts_retry"] += len(waiting)
+        if counts_attempt:
+            m.attempts += 1
+        delay = self._backoff(m.attempts)
+        hinted = [r.retry_after for r in waiting if r.retry_after]
+        if hinted:
+            delay = max(delay, max(hinted))
+        heapq.heappush(self._retry, (now + delay, next(self._seq), m))
+        return len(accepted)
 
     def _backoff(self, attempts: int) -> float:
         return min(self.config.backoff_max,

@@ -494,8 +494,9 @@ class DocumentsMixin:
     def _recipients(self, info: DatabaseInfo, selection: str | None, columns: list[str]
                     ) -> tuple[pd.DataFrame, str]:
         """The recipients' needed columns plus _row_id, _e164 and _country."""
-        if hasattr(self, "audience_frame"):
-            frame = self.audience_frame(
+        audience_frame = getattr(self, "audience_frame", None)
+        if callable(audience_frame):
+            frame = audience_frame(
                 selection=selection, database=None if selection else info.name,
                 columns=columns,
             )
@@ -509,11 +510,13 @@ class DocumentsMixin:
         cols = ", ".join(
             quote_ident(c) for c in dict.fromkeys([*columns, "_row_id", "_e164", "_country"])
         )
-        frame = self.storage.df(
+        # Through Arrow: for text columns that is several times faster than .df(). One chunk
+        # per column, because the vectorised render joins whole arrays.
+        frame = self.storage.cursor().sql(
             f"SELECT {cols} FROM {quote_ident(info.table)} WHERE {where} "
             "AND _phone_status = 'valid_mobile' ORDER BY _row_id",
-            params,
-        )
+            params=params or None,
+        ).to_arrow_table().combine_chunks().to_pandas()
         return frame, "contacts with a valid mobile number (opt-in and suppressions not applied)"
 
     def _empty_reason(self, info: DatabaseInfo, selection: str | None) -> str:

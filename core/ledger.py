@@ -142,8 +142,8 @@ def write_snapshot(
     with storage.transaction() as cur:
         current = cur.execute(
             "SELECT state FROM mailings WHERE id = ?", [int(mailing_id)]
-        ).fetchone()
-        if current is None or current[0] != "scheduled":
+        ).fetchall()
+        if not current or current[0][0] != "scheduled":
             return False
         if messages.num_rows:
             _register_insert(cur, "messages", messages, _MESSAGE_COLUMNS)
@@ -335,7 +335,7 @@ def pending_messages(
     A message needs one when it was queued at the snapshot, has no final outcome (rejected,
     unknown, skipped) and not every part was accepted; `accepted` lists the parts that were.
     """
-    rows = storage.rows(
+    table = storage.cursor().execute(
         "SELECT m.id, m.e164, m.sender, m.body, m.encoding, m.parts, m.concat_ref, "
         "m.shift_table, s.submitted_mask FROM messages m "
         "JOIN message_state s ON s.message_id = m.id AND s.mailing_id = m.mailing_id "
@@ -344,14 +344,14 @@ def pending_messages(
         "AND NOT (s.rejected OR s.unknown OR s.skipped) "
         "AND bit_count(s.submitted_mask) < m.parts ORDER BY m.id",
         [int(mailing_id), int(after_id), int(upto_id), int(after_id), int(upto_id)],
-    )
+    ).to_arrow_table()
+    cols = [table.column(i).to_pylist() for i in range(table.num_columns)]
     out = []
-    for mid, e164, sender, body, enc, parts, ref, shift, mask in rows:
-        accepted = frozenset(p for p in range(int(parts)) if mask >> p & 1) if mask else frozenset()
-        out.append(PendingMessage(
-            int(mid), int(mailing_id), e164, sender, body, enc, int(parts), int(ref), shift,
-            accepted,
-        ))  # fmt: skip
+    empty: frozenset[int] = frozenset()
+    mg = int(mailing_id)
+    for mid, e164, sender, body, enc, parts, ref, shift, mask in zip(*cols, strict=True):
+        accepted = frozenset(p for p in range(parts) if mask >> p & 1) if mask else empty
+        out.append(PendingMessage(mid, mg, e164, sender, body, enc, parts, ref, shift, accepted))
     return out
 
 
@@ -500,8 +500,8 @@ def take_lease(storage: Storage, owner: str, now: datetime, *, replace: str | No
     with storage.transaction() as cur:
         current = cur.execute(
             "SELECT owner FROM dispatcher_lease WHERE name = ?", [LEASE_NAME]
-        ).fetchone()
-        if (current[0] if current else None) != replace:
+        ).fetchall()
+        if (current[0][0] if current else None) != replace:
             return False
         cur.execute(
             "INSERT OR REPLACE INTO dispatcher_lease (name, owner, heartbeat) VALUES (?, ?, ?)",

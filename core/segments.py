@@ -17,7 +17,8 @@ Pure module: no I/O, no UI.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Sequence
+import unicodedata
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
@@ -198,8 +199,8 @@ def analyze(text: str, national: str | None = None) -> SegmentInfo:
 # 1. `_fast_scan` (every text, default alphabet): one `bytes.translate` maps each byte to
 #    flags (see `_byte_flags`); a few shifted comparisons check that each multi-byte
 #    character is one of the default alphabet's; `np.add.reduceat` sums per text.
-# 2. `_exact_scan` (only texts GSM-7 cannot carry, usually a few percent): decode to code
-#    points and look each up: astral characters for UCS-2, and a national shift table.
+# 2. `_exact_scan` (only with a national shift table, only texts the default alphabet
+#    cannot carry): decode to code points and look each up in that table.
 # 3. `_split_counts` (only multi-part texts with two-unit characters): the greedy split.
 _CHUNK_BYTES = 1 << 16
 _MAX_FAST_BYTES = (1 << 21) - 1  # longer texts could overflow a packed counter (step 2)
@@ -268,11 +269,12 @@ def _chunks(offsets: np.ndarray) -> Iterable[tuple[int, int]]:
     return zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)
 
 
-def _fast_scan(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Per text: (two-septet characters, not in the default alphabet) for GSM-7.
+def _fast_scan(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per text: two-septet characters, not in the default alphabet, astral characters.
 
     The first count is exact only for texts the second marks as GSM-7, which is all it is
-    used for: in such a text every E2 byte starts a €.
+    used for: in such a text every E2 byte starts a €. Astral characters are exactly the
+    UTF-8 sequences starting with a byte >= F0.
     """
     table, need_next, need_third = _byte_flags()
     n = len(arr)
@@ -280,6 +282,7 @@ def _fast_scan(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     n_bytes = np.diff(offsets)
     two = np.zeros(n, dtype=np.int64)
     bad = np.zeros(n, dtype=bool)
+    astral = np.zeros(n, dtype=np.int64)
     for first, end in _chunks(offsets):
         base = int(offsets[first])
         raw = data[base : int(offsets[end])]
@@ -296,24 +299,25 @@ def _fast_scan(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         if lead.any():
             outside[:-1] |= ((flags[:-1] & ~flags[1:] & need_next) != 0) & lead[:-1]
             outside[:-2] |= ((flags[:-2] & ~flags[2:] & need_third) != 0) & lead[:-2]
+            four = np.flatnonzero(b >= 0xF0)  # rare: counted by position
+            if four.size:
+                np.add.at(astral, rows[np.searchsorted(starts, four, side="right") - 1], 1)
         if outside.any():
             bad[rows] = np.add.reduceat(outside, starts, dtype=np.uint32) > 0
-    return two, bad
+    return two, bad, astral
 
 
-# Packed per code point for `_exact_scan`: three 21-bit counters summed per text.
+# Packed per code point for `_exact_scan`: two 21-bit counters summed per text.
 _FIELD = 21
 _MASK = np.uint64((1 << _FIELD) - 1)
 _P_TWO = np.uint64(1)
 _P_BAD = np.uint64(1 << _FIELD)
-_P_ASTRAL = np.uint64(1 << (2 * _FIELD))
-_ANY_ASTRAL = 0x10000  # all astral code points share the tables' last entry
+_ANY_ASTRAL = 0x10000  # all astral code points share the table's last entry
 
 
 @cache
 def _packed_table(national: str | None) -> np.ndarray:
     table = np.full(_ANY_ASTRAL + 1, _P_BAD, dtype=np.uint64)
-    table[_ANY_ASTRAL] = _P_BAD | _P_ASTRAL
     for c in GSM_BASIC:
         table[ord(c)] = 0
     for c in _two_septet_chars(national):
@@ -334,15 +338,12 @@ def _code_points(raw: memoryview) -> np.ndarray:
 class _Counts:
     two: np.ndarray  # int64, characters costing two septets under the scanned alphabet
     bad: np.ndarray  # bool, some character is outside the scanned alphabet
-    astral: np.ndarray  # int64, characters outside the BMP (two UTF-16 units)
 
 
-def _exact_scan(
-    arr: pa.Array, n_chars: np.ndarray, alphabets: Sequence[str | None]
-) -> list[_Counts]:
-    """Per text and per alphabet (None = default, or a national language), exact counts."""
-    tables = [_packed_table(a) for a in alphabets]
-    sums = [np.zeros(len(arr), dtype=np.uint64) for _ in tables]
+def _exact_scan(arr: pa.Array, n_chars: np.ndarray, national: str) -> _Counts:
+    """Per text, exact counts against the default alphabet plus `national`'s shift table."""
+    table = _packed_table(national)
+    total = np.zeros(len(arr), dtype=np.uint64)
     offsets, data = _offsets_and_data(arr)
     for first, end in _chunks(offsets):
         lens = n_chars[first:end]
@@ -351,16 +352,11 @@ def _exact_scan(
             continue
         cps = np.minimum(_code_points(data[int(offsets[first]) : int(offsets[end])]), _ANY_ASTRAL)
         starts = (np.cumsum(lens) - lens)[nonempty]
-        for table, total in zip(tables, sums, strict=True):
-            total[first + nonempty] = np.add.reduceat(table[cps], starts)
-    return [
-        _Counts(
-            two=(s & _MASK).astype(np.int64),
-            bad=((s >> np.uint64(_FIELD)) & _MASK) > 0,
-            astral=(s >> np.uint64(2 * _FIELD)).astype(np.int64),
-        )
-        for s in sums
-    ]
+        total[first + nonempty] = np.add.reduceat(table[cps], starts)
+    return _Counts(
+        two=(total & _MASK).astype(np.int64),
+        bad=((total >> np.uint64(_FIELD)) & _MASK) > 0,
+    )
 
 
 @cache
@@ -376,7 +372,9 @@ def _cost_table(encoding: Encoding, national: str | None) -> np.ndarray:
     return table
 
 
-def _split_counts(arr: pa.Array, units: np.ndarray, multi: int, cost: np.ndarray) -> np.ndarray:
+def _split_counts(
+    arr: pa.Array, n_chars: np.ndarray, units: np.ndarray, multi: int, cost: np.ndarray
+) -> np.ndarray:
     """Exact part counts of multi-part texts that contain two-unit characters.
 
     Greedy filling moves a part boundary back by one unit exactly when a two-unit character
@@ -384,7 +382,6 @@ def _split_counts(arr: pa.Array, units: np.ndarray, multi: int, cost: np.ndarray
     binary search for (text, boundary - 1) among the starts of the two-unit characters.
     """
     k = len(arr)
-    n_chars = pc.utf8_length(arr).to_numpy(zero_copy_only=False).astype(np.int64)
     offsets, data = _offsets_and_data(arr)
     wide = np.flatnonzero(cost[_code_points(data[int(offsets[0]) : int(offsets[-1])])] == 2)
     # A two-unit character's first unit, counted from the start of its own text: its
@@ -476,19 +473,15 @@ def analyze_many(
     arr, odd = _to_arrow(values, labels)
 
     n_chars = pc.utf8_length(arr).to_numpy(zero_copy_only=False).astype(np.int64)
-    two, bad = _fast_scan(arr)
-    astral = np.zeros(len(arr), dtype=np.int64)
+    two, bad, astral = _fast_scan(arr)
     shifted = np.zeros(len(arr), dtype=bool)
     rows = np.flatnonzero(bad)
-    if rows.size:
-        alphabets = [None] if shift is None else [None, national]
-        exact = _exact_scan(arr.take(pa.array(rows)), n_chars[rows], alphabets)
-        astral[rows] = exact[0].astral
-        if shift is not None:
-            fits = ~exact[1].bad
-            shifted[rows[fits]] = True
-            bad[rows[fits]] = False
-            two[rows[fits]] = exact[1].two[fits]
+    if shift is not None and rows.size:
+        exact = _exact_scan(arr.take(pa.array(rows)), n_chars[rows], national)
+        fits = ~exact.bad
+        shifted[rows[fits]] = True
+        bad[rows[fits]] = False
+        two[rows[fits]] = exact.two[fits]
 
     gsm = ~bad
     units = n_chars + np.where(gsm, two, astral)
@@ -506,7 +499,8 @@ def analyze_many(
         if rows.size:
             cap = capacities(encoding, used)[1]
             cost = _cost_table(encoding, used)
-            segments[rows] = _split_counts(arr.take(pa.array(rows)), units[rows], cap, cost)
+            subset = arr.take(pa.array(rows))
+            segments[rows] = _split_counts(subset, n_chars[rows], units[rows], cap, cost)
 
     for pos in np.flatnonzero(np.diff(_offsets_and_data(arr)[0]) > _MAX_FAST_BYTES).tolist():
         odd[pos] = arr[pos].as_py()
@@ -537,21 +531,22 @@ def analyze_many(
 class SmartSuggestion:
     """Look-alike replacements that could bring a UCS-2 text back to GSM-7.
 
-    replacements  (character, replacement, count) in order of first appearance
+    replacements  (character, replacement, count) in order of first appearance; an empty
+                  replacement removes the character (invisible controls, zero-width spaces)
     before/after  the text as typed, and with every replacement applied
     text_after    the text with every replacement applied
-    blocking      non-GSM characters without a look-alike: while any is left, the text
-                  stays UCS-2 and the replacements save nothing
     summary       "3 segments → 1", with the reason when it stays UCS-2; "" when there is
                   nothing to replace
+    blocking      non-GSM characters without a look-alike: while any is left, the text
+                  stays UCS-2 and the replacements save nothing
     """
 
     replacements: tuple[tuple[str, str, int], ...]
     before: SegmentInfo
     after: SegmentInfo
     text_after: str
-    blocking: tuple[str, ...] = ()
     summary: str = ""
+    blocking: tuple[str, ...] = ()
 
     @property
     def saving(self) -> int:
@@ -586,8 +581,17 @@ def smart_suggestions(text: str, national: str | None = None) -> SmartSuggestion
     noun = "segment" if before.segments == 1 else "segments"
     summary = f"{before.segments} {noun} → {after.segments}"
     if after.encoding == UCS2:
-        summary += f" (still UCS-2: no GSM-7 look-alike for {' '.join(after.non_gsm)})"
-    return SmartSuggestion(replacements, before, after, text_after, after.non_gsm, summary)
+        shown = ", ".join(_shown(c) for c in after.non_gsm[:3])
+        more = ", …" if len(after.non_gsm) > 3 else ""
+        summary += f" (still UCS-2: no GSM-7 look-alike for {shown}{more})"
+    return SmartSuggestion(replacements, before, after, text_after, summary, after.non_gsm)
+
+
+def _shown(c: str) -> str:
+    """A character as a user can read it: itself, or its code point when invisible."""
+    if unicodedata.category(c)[0] in "CMZ":
+        return f"U+{ord(c):04X}"
+    return c
 
 
 def apply_smart_encoding(text: str, chars: Iterable[str] | None = None) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import pyarrow as pa
 
 from core.errors import DatabaseInUse, StudioError
 
@@ -306,7 +307,14 @@ class Storage:
         return self.cursor().execute(sql, params or [])
 
     def df(self, sql: str, params: Sequence[Any] | None = None) -> pd.DataFrame:
-        return self.cursor().execute(sql, params or []).df()
+        """A query's result as pandas, through Arrow: with pandas 3 DuckDB's own `.df()` is
+        several times slower on text columns (1M rows × 5 columns: 2.8 s against 0.4 s)."""
+        return self.arrow(sql, params).to_pandas()
+
+    def arrow(self, sql: str, params: Sequence[Any] | None = None) -> pa.Table:
+        """A query's result as one Arrow table (chunks combined, so callers can index it)."""
+        table = self.cursor().sql(sql, params=list(params or [])).to_arrow_table()
+        return table.combine_chunks()
 
     def one(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         # fetchall, not fetchone: DuckDB keeps a half-read result open on the cursor and

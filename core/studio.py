@@ -62,6 +62,13 @@ class Studio(
         self._background: list[Callable[[], None]] = []  # stop functions of background work
         self._closed = False
 
+    def start_background(self, gateway_url: str | None = None) -> None:
+        """Run the dispatcher and the scheduler as threads of this process (once per database;
+        `close()` stops them after the batches in flight are recorded)."""
+        from core.worker import start_background
+
+        start_background(self, gateway_url)
+
     def close(self) -> None:
         """Stop background threads and release the database."""
         if self._closed:

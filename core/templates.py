@@ -783,7 +783,10 @@ def _concatenate(plan: tuple[_Part, ...], df: pd.DataFrame) -> pd.Series:
         col = formatted[name]
         if fallback is not None:
             col = col.mask(col.str.strip(_BLANK) == "", fallback)
-        pieces.append(pa.array(col, type=large))
+        array = pa.array(col, type=large)
+        if isinstance(array, pa.ChunkedArray):  # a column read in several Arrow chunks
+            array = array.combine_chunks()
+        pieces.append(array)
     if not any(isinstance(p, pa.Array) for p in pieces):
         text = "".join(p.as_py() for p in pieces)
         return pd.Series([text] * len(df), index=df.index, dtype="str")

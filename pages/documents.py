@@ -270,7 +270,7 @@ with tab_preview:
                 info = app.get_database(database)
                 shown = info.user_columns[:3]
                 labels = {
-                    int(row["_row_id"]): " · ".join([*(str(row[c]) for c in shown), row["_e164"]])
+                    int(row["_row_id"]): " · ".join(str(row[c]) for c in [*shown, "_e164"])
                     for _, row in found.iterrows()
                 }
                 row_id = st.selectbox(f"{fmt_int(total)} match (first 20 shown)", list(labels),
@@ -350,8 +350,9 @@ with tab_send:
     if st.button("Send a test to the test contact", key="doc_test_send",
                  disabled=not (can_test and database)):
         with friendly_errors():
-            result = app.test_send(sender=sender or "", body=body or "", database=database)
-            st.success(f"Test sent: {result}")
+            mailing_id = app.test_send(sender=sender or "", body=body or "", database=database)
+            st.success(f"Test message handed to the dispatcher as mailing #{mailing_id}; follow "
+                       "it on the **Mailings** page.")
     if not can_test:
         st.caption("Sending is not available in this installation yet.")
     elif not database:

@@ -71,6 +71,8 @@ def _spec_from_model(model: dict[str, Any]) -> dict[str, Any]:
             items.append({item["mode"]: [cond(c) for c in item["items"]]})
         else:
             items.append(cond(item))
+    if model["mode"] == "all" and len(items) == 1 and "field" in items[0]:
+        return items[0]  # one condition needs no group (and reads back as it was stored)
     return {model["mode"]: items}
 
 
@@ -246,21 +248,20 @@ def _tree(database: str, frame: pd.DataFrame) -> str:
         SS["sel_pick"] = SS.pop("sel_pick_next")
     if SS.get("sel_pick") not in [NEW, *names]:
         SS["sel_pick"] = NEW
-    depth = dict(zip(names, frame["depth"], strict=True))
-    counts = dict(zip(names, frame["last_count"], strict=True))
-
-    def label(name: str) -> str:
-        if name == NEW:
-            parent = SS.get("sb_new_parent")
-            return f"➕ new mini-selection of {parent}" if parent else "➕ new selection"
-        count = counts.get(name)
-        shown = "" if pd.isna(count) else f" · {fmt_int(count)}"
-        return "\u2003" * int(depth[name]) + ("↳ " if depth[name] else "") + name + shown
-
+    # Labels stay the same whatever is counted (a widget's value is its label), so the
+    # counts go in the captions.
+    labels = {NEW: "➕ new selection"}
+    captions = ["build a rule and save it"]
+    for name, depth, count, at in zip(names, frame["depth"], frame["last_count"],
+                                      frame["counted_at"], strict=True):
+        labels[name] = "\u2003" * int(depth) + ("↳ " if depth else "") + name
+        captions.append("not counted yet" if pd.isna(count) else
+                        f"{fmt_int(count)} contacts · counted {at:%d %b %H:%M}")
     if not names:
         st.info("No selections yet. Build a rule on the right and save it; then you can narrow "
                 "it further with mini-selections.")
-    pick = st.radio("Selections", [NEW, *names], key="sel_pick", format_func=label)
+    pick = st.radio("Selections", [NEW, *names], key="sel_pick", format_func=labels.__getitem__,
+                    captions=captions)
     if pick != NEW:
         if st.button(f"➕ New mini-selection of {pick}", key="sb_new_mini"):
             SS["sb_new_parent"] = pick
@@ -330,11 +331,12 @@ def _manage(pick: str, spec: dict) -> None:
             SS["sel_flash"] = f"Saved {pick!r}."
             SS["sb_target"] = None  # reload what was stored
             st.rerun()
-    enabled = st.toggle("Use for SMS mailings", value=info.sms_enabled, key=f"sb_sms_{info.id}")
-    if enabled != info.sms_enabled:
+    def switch(key: str = f"sb_sms_{info.id}") -> None:  # only when the user flips it
         with friendly_errors():
-            app.set_sms_usage(pick, enabled)
-            st.rerun()
+            app.set_sms_usage(pick, bool(SS[key]))
+
+    st.toggle("Use for SMS mailings", value=info.sms_enabled, key=f"sb_sms_{info.id}",
+              on_change=switch)
     reason = app.sms_usable_reason(pick)
     if reason is None:
         st.success("Usable for SMS mailings.")

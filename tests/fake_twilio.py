@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import itertools
 import json
 import re
@@ -26,8 +27,8 @@ import secrets
 import sys
 import threading
 import time
-from email.utils import format_datetime
 from datetime import UTC, datetime
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -86,8 +87,10 @@ class FakeTwilio:
         self._server = ThreadingHTTPServer(("127.0.0.1", self.requested_port), Handler)
         self._server.daemon_threads = True
         self.port = int(self._server.server_address[1])
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
-                                        name="fake-twilio")  # fmt: skip
+        server = self._server
+        self._thread = threading.Thread(
+            target=lambda: server.serve_forever(poll_interval=0.05), daemon=True, name="fake-twilio"
+        )
         self._thread.start()
         return self
 
@@ -118,25 +121,36 @@ class FakeTwilio:
         now = datetime.now(UTC)
         sid = self._new_sid("SM")
         with self.lock:
-            self.messages[sid] = self._record(sid, to=to, from_=from_, body=body,
-                                              direction="inbound", status="received", at=now)  # fmt: skip
+            self.messages[sid] = self._record(
+                sid, to=to, from_=from_, body=body, direction="inbound", status="received", at=now
+            )
         return sid
 
     def outbound(self) -> list[dict[str, Any]]:
         with self.lock:
             return [m for m in self.messages.values() if m["direction"] == "outbound-api"]
 
-    def _record(self, sid: str, *, to: str, from_: str, body: str, direction: str,
-                status: str, at: datetime) -> dict[str, Any]:  # fmt: skip
+    def _record(
+        self, sid: str, *, to: str, from_: str, body: str, direction: str, status: str, at: datetime
+    ) -> dict[str, Any]:
         return {
-            "sid": sid, "account_sid": self.account_sid, "to": to, "from": from_,
-            "body": body, "status": status, "direction": direction,
+            "sid": sid,
+            "account_sid": self.account_sid,
+            "to": to,
+            "from": from_,
+            "body": body,
+            "status": status,
+            "direction": direction,
             "num_segments": str(max(1, -(-len(body) // 153)) if len(body) > 160 else 1),
-            "date_created": format_datetime(at), "date_sent": format_datetime(at),
-            "date_updated": format_datetime(at), "error_code": None, "error_message": None,
+            "date_created": format_datetime(at),
+            "date_sent": format_datetime(at),
+            "date_updated": format_datetime(at),
+            "error_code": None,
+            "error_message": None,
             "uri": f"/2010-04-01/Accounts/{self.account_sid}/Messages/{sid}.json",
-            "_created": time.monotonic(), "_fetches": 0,
-        }  # fmt: skip
+            "_created": time.monotonic(),
+            "_fetches": 0,
+        }
 
     def _advance(self, msg: dict[str, Any]) -> None:
         if msg["direction"] != "outbound-api" or msg["status"] not in _STEPS[:-1]:
@@ -163,8 +177,12 @@ def _public(msg: dict[str, Any]) -> dict[str, Any]:
 
 
 def _error(status: int, code: int, message: str) -> tuple[int, dict[str, Any]]:
-    return status, {"code": code, "message": message, "status": status,
-                    "more_info": f"https://www.twilio.com/docs/errors/{code}"}  # fmt: skip
+    return status, {
+        "code": code,
+        "message": message,
+        "status": status,
+        "more_info": f"https://www.twilio.com/docs/errors/{code}",
+    }
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -174,8 +192,9 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
 
-    def _reply(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
-               ) -> None:  # fmt: skip
+    def _reply(
+        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
         raw = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -200,7 +219,7 @@ class _Handler(BaseHTTPRequestHandler):
         prefix = f"/2010-04-01/Accounts/{self.app.account_sid}/Messages"
         if not path.startswith(prefix):
             return None, path
-        return path[len(prefix):], path
+        return path[len(prefix) :], path
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -241,8 +260,15 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(*_error(400, 21602, "Message body is required."))
             return
         sid = app._new_sid("SM")
-        msg = app._record(sid, to=to, from_=from_, body=body, direction="outbound-api",
-                          status="queued", at=datetime.now(UTC))  # fmt: skip
+        msg = app._record(
+            sid,
+            to=to,
+            from_=from_,
+            body=body,
+            direction="outbound-api",
+            status="queued",
+            at=datetime.now(UTC),
+        )
         with app.lock:
             app.messages[sid] = msg
             hang_up = app.hang_up_first > 0
@@ -283,20 +309,30 @@ class _Handler(BaseHTTPRequestHandler):
         page = int(q.get("Page", 0))
         with app.lock:
             rows = [
-                _public(m) for m in app.messages.values()
+                _public(m)
+                for m in app.messages.values()
                 if (not q.get("To") or m["to"] == q["To"])
                 and (not q.get("From") or m["from"] == q["From"])
-            ]  # fmt: skip
+            ]
         rows.reverse()  # newest first, as Twilio lists
         chunk = rows[page * size : (page + 1) * size]
         base = f"/2010-04-01/Accounts/{app.account_sid}/Messages.json"
         keep = "&".join(f"{k}={v}" for k, v in q.items() if k not in ("Page", "PageSize"))
         next_uri = (
             f"{base}?{keep}&PageSize={size}&Page={page + 1}"
-            if (page + 1) * size < len(rows) else None
-        )  # fmt: skip
-        self._reply(200, {"messages": chunk, "page": page, "page_size": size,
-                          "next_page_uri": next_uri, "uri": self.path})  # fmt: skip
+            if (page + 1) * size < len(rows)
+            else None
+        )
+        self._reply(
+            200,
+            {
+                "messages": chunk,
+                "page": page,
+                "page_size": size,
+                "next_page_uri": next_uri,
+                "uri": self.path,
+            },
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -307,10 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     fake = FakeTwilio(account_sid=args.account_sid, token=args.token, port=args.port).start()
     print(f"fake Twilio listening on {fake.url()}", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
     fake.stop()
     return 0
 

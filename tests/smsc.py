@@ -45,8 +45,8 @@ import smpp34
 if __package__ in (None, ""):  # run as a script: make `core` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.gateways import gsm_codec  # noqa: E402
-from core.gateways.udh import split_udh  # noqa: E402
+from core.gateways import gsm_codec
+from core.gateways.udh import split_udh
 
 ESME_ROK = 0x00
 ESME_RMSGQFUL = 0x14
@@ -54,8 +54,16 @@ ESME_RSYSERR = 0x08
 ESME_RINVDSTADR = 0x0B
 ESME_RTHROTTLED = 0x58
 
-_MESSAGE_STATES = {"DELIVRD": 2, "EXPIRED": 3, "DELETED": 4, "UNDELIV": 5, "ACCEPTD": 6,
-                   "UNKNOWN": 7, "REJECTD": 8, "ENROUTE": 1}  # fmt: skip
+_MESSAGE_STATES = {
+    "DELIVRD": 2,
+    "EXPIRED": 3,
+    "DELETED": 4,
+    "UNDELIV": 5,
+    "ACCEPTD": 6,
+    "UNKNOWN": 7,
+    "REJECTD": 8,
+    "ENROUTE": 1,
+}
 _SHIFT_BY_NLI = {nli: name for name, nli in gsm_codec.NATIONAL_LANGUAGE_IDS.items()}
 
 
@@ -116,8 +124,14 @@ def decode_part(data_coding: int, esm_class: int, short_message: bytes) -> dict[
         text = payload.decode("latin-1")
     else:
         text = payload.hex()
-    return {"udh": udh, "ref": ref, "total": total, "part": part,
-            "national_language": nli, "text": text}  # fmt: skip
+    return {
+        "udh": udh,
+        "ref": ref,
+        "total": total,
+        "part": part,
+        "national_language": nli,
+        "text": text,
+    }
 
 
 class _Pipe(asyncio.Protocol):
@@ -159,6 +173,7 @@ class _Relay:
         self.server: asyncio.Server | None = None
         self.connections = 0
         self.blackhole = False
+        self.tasks: set[asyncio.Task[None]] = set()
 
     async def start(self, port: int) -> int:
         loop = asyncio.get_running_loop()
@@ -168,7 +183,9 @@ class _Relay:
     def _accept(self) -> _Pipe:
         self.connections += 1
         down = _Pipe(self)
-        asyncio.ensure_future(self._connect_upstream(down))
+        task = asyncio.ensure_future(self._connect_upstream(down))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
         return down
 
     async def _connect_upstream(self, down: _Pipe) -> None:
@@ -256,6 +273,7 @@ class TestSMSC:
         self._tasks: set[asyncio.Task[Any]] = set()  # deliver_sm in progress
         self._stopping = False
         self._stop_event: asyncio.Event | None = None
+        self._serve_task: asyncio.Task[None] | None = None
 
     # knobs as attributes: smsc.throttle_first = 5
     def __getattr__(self, name: str) -> Any:
@@ -314,7 +332,7 @@ class TestSMSC:
             self._ready.set()
             return
         self._ready.set()
-        loop.create_task(self._serve())
+        self._serve_task = loop.create_task(self._serve())
         try:
             loop.run_forever()
         finally:
@@ -378,14 +396,21 @@ class TestSMSC:
         k = self.knobs
         fields = decode_part(ev.data_coding, ev.esm_class, ev.short_message)
         part = ReceivedPart(
-            n=len(self.received) + 1, at=time.time(), session=ev.session_id,
-            source=ev.source_addr, destination=ev.destination_addr,
-            data_coding=ev.data_coding, esm_class=ev.esm_class,
+            n=len(self.received) + 1,
+            at=time.time(),
+            session=ev.session_id,
+            source=ev.source_addr,
+            destination=ev.destination_addr,
+            data_coding=ev.data_coding,
+            esm_class=ev.esm_class,
             registered_delivery=ev.registered_delivery,
-            source_ton=ev.source_addr_ton, source_npi=ev.source_addr_npi,
-            dest_ton=ev.dest_addr_ton, dest_npi=ev.dest_addr_npi,
-            short_message=bytes(ev.short_message), **fields,
-        )  # fmt: skip
+            source_ton=ev.source_addr_ton,
+            source_npi=ev.source_addr_npi,
+            dest_ton=ev.dest_addr_ton,
+            dest_npi=ev.dest_addr_npi,
+            short_message=bytes(ev.short_message),
+            **fields,
+        )
         status = self._decide(part)
         drop = k.drop_after is not None and part.n >= k.drop_after
         part.status = status
@@ -459,10 +484,15 @@ class TestSMSC:
                 smpp34.Tlv(smpp34.TLV_MESSAGE_STATE, bytes([_MESSAGE_STATES[stat]])),
             ]
         await self._deliver(
-            session_id, "receipt", part.source,
+            session_id,
+            "receipt",
+            part.source,
             text.encode("ascii", errors="replace"),
-            source_addr=part.destination, esm_class=0x04, tlvs=tlvs, message_id=part.message_id,
-        )  # fmt: skip
+            source_addr=part.destination,
+            esm_class=0x04,
+            tlvs=tlvs,
+            message_id=part.message_id,
+        )
 
     async def _deliver(
         self, session_id: str | None, kind: str, destination: str, payload: bytes, **kw: Any
@@ -502,12 +532,24 @@ class TestSMSC:
         return bound[-1] if bound else None
 
     def _log_delivery(
-        self, kind: str, destination: str, status: int | None, attempt: int,
-        message_id: str | None, error: str | None = None,
-    ) -> None:  # fmt: skip
-        self.deliveries.append({"kind": kind, "to": destination, "status": status,
-                                "attempt": attempt, "message_id": message_id,
-                                "error": error})  # fmt: skip
+        self,
+        kind: str,
+        destination: str,
+        status: int | None,
+        attempt: int,
+        message_id: str | None,
+        error: str | None = None,
+    ) -> None:
+        self.deliveries.append(
+            {
+                "kind": kind,
+                "to": destination,
+                "status": status,
+                "attempt": attempt,
+                "message_id": message_id,
+                "error": error,
+            }
+        )
         self._notify()
 
     def _notify(self) -> None:
@@ -552,18 +594,31 @@ class TestSMSC:
         return self._relay.abort_all()
 
     def send_mo(
-        self, sender: str, recipient: str, text: str, *, timeout: float = 5.0,
+        self,
+        sender: str,
+        recipient: str,
+        text: str,
+        *,
+        timeout: float = 5.0,
         data_coding: int | None = None,
-    ) -> int | None:  # fmt: skip
+    ) -> int | None:
         """Send a mobile-originated message to the bound client; returns the final status of
         its deliver_sm_resp (after redeliveries), None if it was never acknowledged."""
         if data_coding is None:
             data_coding = 0 if gsm_codec.is_gsm7(text) else 8
         payload = gsm_codec.encode(text) if data_coding == 0 else text.encode("utf-16-be")
         assert self._loop is not None
-        coro = self._deliver(None, "mo", recipient, payload, source_addr=sender,
-                             source_addr_ton=1, source_addr_npi=1,
-                             data_coding=data_coding, esm_class=0x00)  # fmt: skip
+        coro = self._deliver(
+            None,
+            "mo",
+            recipient,
+            payload,
+            source_addr=sender,
+            source_addr_ton=1,
+            source_addr_npi=1,
+            data_coding=data_coding,
+            esm_class=0x00,
+        )
         return asyncio.run_coroutine_threadsafe(self._tracked(coro), self._loop).result(timeout)
 
     async def _tracked(self, coro: Any) -> Any:
@@ -573,8 +628,16 @@ class TestSMSC:
         """Like send_mo, without waiting for the answer."""
         payload = gsm_codec.encode(text)
         assert self._loop is not None
-        coro = self._deliver(None, "mo", recipient, payload, source_addr=sender,
-                             source_addr_ton=1, source_addr_npi=1, esm_class=0x00)  # fmt: skip
+        coro = self._deliver(
+            None,
+            "mo",
+            recipient,
+            payload,
+            source_addr=sender,
+            source_addr_ton=1,
+            source_addr_npi=1,
+            esm_class=0x00,
+        )
         asyncio.run_coroutine_threadsafe(self._tracked(coro), self._loop)
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
@@ -589,8 +652,7 @@ class TestSMSC:
         return True
 
     def wait_bound(self, timeout: float = 5.0) -> bool:
-        return self.wait_for(lambda: any(s.can_receive for s in self.sessions.values()),
-                             timeout)  # fmt: skip
+        return self.wait_for(lambda: any(s.can_receive for s in self.sessions.values()), timeout)
 
     def parts_to(self, destination: str) -> list[ReceivedPart]:
         return [p for p in self.received if p.destination == destination]
@@ -625,13 +687,23 @@ def _parse_args(argv: Iterable[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-receipts", action="store_true", help="never send delivery receipts")
     ap.add_argument("--receipt-delay", type=float, default=0.0)
     ap.add_argument("--undeliverable", action="append", default=[], metavar="NUMBER")
-    ap.add_argument("--reject", action="append", default=[], metavar="NUMBER",
-                    help="answer ESME_RINVDSTADR for this destination")
+    ap.add_argument(
+        "--reject",
+        action="append",
+        default=[],
+        metavar="NUMBER",
+        help="answer ESME_RINVDSTADR for this destination",
+    )
     ap.add_argument("--throttle-first", type=int, default=0)
-    ap.add_argument("--drop-after", type=int, default=None,
-                    help="cut the connection when this many submits have arrived")
-    ap.add_argument("--relay", action="store_true",
-                    help="put the TCP relay in front (implied by --drop-after)")
+    ap.add_argument(
+        "--drop-after",
+        type=int,
+        default=None,
+        help="cut the connection when this many submits have arrived",
+    )
+    ap.add_argument(
+        "--relay", action="store_true", help="put the TCP relay in front (implied by --drop-after)"
+    )
     return ap.parse_args(list(argv) if argv is not None else None)
 
 
@@ -639,12 +711,16 @@ def main(argv: Iterable[str] | None = None) -> int:
     args = _parse_args(argv)
     record = args.record.open("a", encoding="utf-8") if args.record else None
     smsc = TestSMSC(
-        relay=args.relay or args.drop_after is not None, port=args.port, record=record,
-        receipts=not args.no_receipts, receipt_delay=args.receipt_delay,
+        relay=args.relay or args.drop_after is not None,
+        port=args.port,
+        record=record,
+        receipts=not args.no_receipts,
+        receipt_delay=args.receipt_delay,
         undeliverable=set(args.undeliverable),
         reject={n: ESME_RINVDSTADR for n in args.reject},
-        throttle_first=args.throttle_first, drop_after=args.drop_after,
-    )  # fmt: skip
+        throttle_first=args.throttle_first,
+        drop_after=args.drop_after,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())

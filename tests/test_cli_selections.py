@@ -103,14 +103,14 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(db: Path) -> None:
     assert done.returncode != 0 and "ghost" in done.stderr and done.stderr.count("\n") == 1
     done = cli(db, "audience", "--selection", "ghost")
     assert done.returncode != 0 and done.stderr.startswith("error: ")
-    assert json_lines(cli(db, "selection", "list", "--json").stdout) == []
+    with Studio(db) as app:
+        assert app.list_selections().empty
 
 
 def test_delete_refuses_a_selection_with_mini_selections(db: Path) -> None:
-    assert cli(db, "selection", "create", "top", "--database", "main", "--spec",
-               '{"all": []}').returncode == 0
-    assert cli(db, "selection", "create", "low", "--parent", "top", "--spec",
-               '{"all": []}').returncode == 0
+    with Studio(db) as app:
+        app.create_selection("top", spec={"all": []}, database="main")
+        app.create_selection("low", spec={"all": []}, parent="top")
     done = cli(db, "selection", "delete", "top")
     assert done.returncode != 0 and "mini-selections (low)" in done.stderr
     done = cli(db, "selection", "delete", "low")
@@ -139,8 +139,9 @@ def test_audience_json_has_exactly_the_documented_shape(db: Path) -> None:
 
 
 def test_audience_of_a_selection_as_a_table_and_after_suppressing(db: Path) -> None:
-    assert cli(db, "selection", "create", "adam", "--database", "main", "--spec",
-               '{"field": "city", "op": "eq", "value": "Amsterdam"}').returncode == 0
+    with Studio(db) as app:
+        app.create_selection("adam", spec={"field": "city", "op": "eq", "value": "Amsterdam"},
+                             database="main")
     done = cli(db, "audience", "--selection", "adam")
     assert done.returncode == 0, done.stderr
     for label in ("In selection", "No mobile number", "Invalid number", "Not a mobile number",

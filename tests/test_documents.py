@@ -407,3 +407,25 @@ def test_the_studio_saves_the_price_table_where_it_is_told(studio, tmp_path):
     assert studio.price_table()["country"].tolist() == ["*", "BE", "NL"]
     with pytest.raises(InvalidInput):
         studio.save_price_table(TEST_PRICES.iloc[1:])
+
+
+def test_without_the_audience_service_every_valid_mobile_contact_counts(view_db):
+    """The fallback for installations without reconciliation: valid mobile numbers only."""
+    studio = view_db
+
+    class Bare(type(studio)):
+        audience_frame = None  # as if the audience service were not installed
+
+    bare = Bare(studio.db_path)
+    bare.prices_path = studio.prices_path
+    try:
+        view = bare.selection_view(body="{{ first_name }}: {{ note }}", database="shop")
+        # Finn (no consent) and the second Anna (duplicate number) count here; Gus does not.
+        assert view.recipients == 7
+        assert view.total_segments == 10
+        assert "opt-in and suppressions not applied" in view.audience
+        studio.create_selection("Zoës", database="shop",
+                                spec={"field": "first_name", "op": "eq", "value": "Zoë"})
+        assert bare.selection_view(body="Hi", selection="Zoës").recipients == 2
+    finally:
+        bare.close()

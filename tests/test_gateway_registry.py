@@ -52,8 +52,12 @@ def test_smpp_url_gives_host_port_system_id_and_options() -> None:
     cfg = parse_gateway_url(
         "smpp://acme@smsc.example.com:2775?window=50&rate=100&system_type=bulk&shift=turkish"
     )
-    assert (cfg.kind, cfg.host, cfg.port, cfg.username) == ("smpp", "smsc.example.com", 2775,
-                                                             "acme")  # fmt: skip
+    assert (cfg.kind, cfg.host, cfg.port, cfg.username) == (
+        "smpp",
+        "smsc.example.com",
+        2775,
+        "acme",
+    )
     assert cfg.options["window"] == 50 and cfg.options["rate"] == 100.0
     assert cfg.options["system_type"] == "bulk" and cfg.options["shift"] == "turkish"
     assert parse_gateway_url("smpps://acme@smsc.example.com:3550").options["tls"] is True
@@ -62,8 +66,8 @@ def test_smpp_url_gives_host_port_system_id_and_options() -> None:
 def test_http_url_takes_the_account_from_the_path_or_the_query() -> None:
     a = parse_gateway_url("https://api.twilio.com/2010-04-01/Accounts/AC123?from=%2B15005550006")
     assert (a.kind, a.username, a.options["from"]) == ("http", "AC123", "+15005550006")
-    b = parse_gateway_url("https://api.twilio.com?account=AC456")
-    assert b.username == "AC456"
+    b = parse_gateway_url("https://api.twilio.com?account=AC456&from=+15005550006")
+    assert b.username == "AC456" and b.options["from"] == "+15005550006"  # '+' stays a plus
     c = parse_gateway_url("http://127.0.0.1:8080/2010-04-01/Accounts/AC1/Messages.json")
     assert c.username == "AC1" and c.port == 8080
 
@@ -130,7 +134,7 @@ def test_smpp_password_comes_from_secrets_then_environment_and_never_shows(
     assert "SMS_STUDIO_SMPP_PASSWORD" in str(err.value)
     caplog.set_level(logging.DEBUG)
     gw = build_gateway(url, secrets={"SMS_STUDIO_SMPP_PASSWORD": SECRET})
-    assert isinstance(gw, SmppGateway)
+    assert isinstance(gw, SmppGateway) and isinstance(gw, Gateway)
     monkeypatch.setenv("SMS_STUDIO_SMPP_PASSWORD", "from-env")
     gw_env = build_gateway(url)
     assert isinstance(gw_env, SmppGateway)
@@ -150,7 +154,7 @@ def test_http_token_is_required_and_hidden(monkeypatch: pytest.MonkeyPatch) -> N
         build_gateway(url)
     monkeypatch.setenv("SMS_STUDIO_HTTP_TOKEN", SECRET)
     gw = build_gateway(url)
-    assert isinstance(gw, HttpGateway)
+    assert isinstance(gw, HttpGateway) and isinstance(gw, Gateway)
     assert SECRET not in repr(gw) and SECRET not in repr(vars(gw))
 
 

@@ -30,8 +30,9 @@ class FakeClock:
 
 def msgs(n: int, prefix: str = "+3161", start: int = 0, parts: int = 1) -> list[OutboundMessage]:
     return [
-        OutboundMessage(i, f"{prefix}{i:07d}", "Studio", tuple(f"p{k}" for k in range(parts)),
-                        "GSM-7", i % 256)  # fmt: skip
+        OutboundMessage(
+            i, f"{prefix}{i:07d}", "Studio", tuple(f"p{k}" for k in range(parts)), "GSM-7", i % 256
+        )
         for i in range(start, start + n)
     ]
 
@@ -57,16 +58,15 @@ def outcome(gw: SimulatorGateway, batch: Sequence[OutboundMessage]) -> dict[str,
 
 def test_same_seed_same_fates_whatever_the_order_batching_or_restart() -> None:
     batch = msgs(3000)
-    a = outcome(SimulatorGateway(seed=5, instant=True, stop_share=0.02, clock=FakeClock()),
-                batch)  # fmt: skip
+    a = outcome(SimulatorGateway(seed=5, instant=True, stop_share=0.02, clock=FakeClock()), batch)
     b_gw = SimulatorGateway(seed=5, instant=True, stop_share=0.02, clock=FakeClock())
     b: dict[str, tuple] = {}
     reordered = batch[::-1]
     for k in range(0, len(reordered), 7):  # other order, odd batches
         b.update(outcome(b_gw, reordered[k : k + 7]))
     assert a == b
-    c = outcome(SimulatorGateway(seed=6, instant=True, stop_share=0.02, clock=FakeClock()),
-                batch)  # fmt: skip
+    c = outcome(SimulatorGateway(seed=6, instant=True, stop_share=0.02, clock=FakeClock()), batch)
+
     def reports(x: dict[str, tuple]) -> dict[str, tuple]:
         return {k: v for k, v in x.items() if not k.startswith("sim-mo-")}
 
@@ -93,8 +93,9 @@ def test_delays_are_a_few_seconds_median_and_99_percent_within_30s() -> None:
 
 
 def test_stop_replies_come_from_the_configured_share_after_delivery() -> None:
-    gw = SimulatorGateway(seed=3, instant=True, stop_share=0.05, reply_share=0.01,
-                          clock=FakeClock())  # fmt: skip
+    gw = SimulatorGateway(
+        seed=3, instant=True, stop_share=0.05, reply_share=0.01, clock=FakeClock()
+    )
     batch = msgs(10_000)
     gw.submit(batch)
     events = drain(gw)

@@ -4,11 +4,15 @@ failure the dispatcher must be able to trust: throttling, refusals, dropped conn
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -50,8 +54,15 @@ def make_gw() -> Iterator[Any]:
         gw.close()
 
 
-def msg(mid: int, to: str, *parts: str, enc: str = "GSM-7", ref: int = 0, sender: str = "Studio",
-        **kw: Any) -> OutboundMessage:  # fmt: skip
+def msg(
+    mid: int,
+    to: str,
+    *parts: str,
+    enc: str = "GSM-7",
+    ref: int = 0,
+    sender: str = "Studio",
+    **kw: Any,
+) -> OutboundMessage:
     return OutboundMessage(mid, to, sender, parts, enc, ref, **kw)  # type: ignore[arg-type]
 
 
@@ -71,15 +82,18 @@ def test_single_part_gsm7_and_ucs2_are_sent_with_the_right_data_coding(
     smsc: TestSMSC, make_gw: Any
 ) -> None:
     gw = make_gw(smsc)
-    results = gw.submit([
-        msg(1, "+31612345678", "Price: 10€ {today} @home"),
-        msg(2, "+31612345679", "Привет, мир 👋", enc="UCS-2"),
-        msg(3, "+447700900123", "Hi", sender="+447700900000"),
-    ])  # fmt: skip
+    results = gw.submit(
+        [
+            msg(1, "+31612345678", "Price: 10€ {today} @home"),
+            msg(2, "+31612345679", "Привет, мир 👋", enc="UCS-2"),
+            msg(3, "+447700900123", "Hi", sender="+447700900000"),
+        ]
+    )
     assert [r.status for r in results] == ["accepted"] * 3
     assert smsc.wait_for(lambda: len(smsc.received) == 3)
-    gsm, ucs, numeric = (smsc.parts_to(n)[0] for n in ("31612345678", "31612345679",
-                                                        "447700900123"))  # fmt: skip
+    gsm, ucs, numeric = (
+        smsc.parts_to(n)[0] for n in ("31612345678", "31612345679", "447700900123")
+    )
     assert (gsm.data_coding, gsm.esm_class, gsm.text) == (0, 0, "Price: 10€ {today} @home")
     assert gsm.short_message.count(b"\x1b") == 3  # €, {, } through the extension table
     assert (ucs.data_coding, ucs.text) == (8, "Привет, мир 👋")
@@ -95,10 +109,12 @@ def test_multi_part_messages_carry_a_udh_and_reassemble_exactly(
     gw = make_gw(smsc, window=20)
     gsm_parts = ("A" * 150 + "€", "B" * 153, "the end")
     ucs_parts = ("Ж" * 67, "Ω" * 10)
-    results = gw.submit([
-        msg(1, "+31600000001", *gsm_parts, ref=42),
-        msg(2, "+31600000002", *ucs_parts, enc="UCS-2", ref=7),
-    ])  # fmt: skip
+    results = gw.submit(
+        [
+            msg(1, "+31600000001", *gsm_parts, ref=42),
+            msg(2, "+31600000002", *ucs_parts, enc="UCS-2", ref=7),
+        ]
+    )
     assert len(results) == 5 and all(r.status == "accepted" for r in results)
     assert len({r.provider_id for r in results}) == 5
     assert smsc.wait_for(lambda: len(smsc.received) == 5)
@@ -128,16 +144,21 @@ def test_parts_that_cannot_be_sent_are_refused_before_the_wire(
     smsc: TestSMSC, make_gw: Any
 ) -> None:
     gw = make_gw(smsc)
-    results = by_key(gw.submit([
-        msg(1, "+31600000001", "emoji 👋 is not GSM"),
-        msg(2, "+31600000002", "x" * 161),
-        msg(3, "+31600000003", "ok", sender="A-very-long-sender"),
-        msg(4, "+31600000004", "fine", "but part two 👋", ref=1),
-    ]))  # fmt: skip
+    results = by_key(
+        gw.submit(
+            [
+                msg(1, "+31600000001", "emoji 👋 is not GSM"),
+                msg(2, "+31600000002", "x" * 161),
+                msg(3, "+31600000003", "ok", sender="A-very-long-sender"),
+                msg(4, "+31600000004", "fine", "but part two 👋", ref=1),
+            ]
+        )
+    )
     assert results[(1, 0)].status == "permanent" and "not GSM-7" in (results[(1, 0)].error or "")
     assert results[(2, 0)].status == "permanent" and "septets" in (results[(2, 0)].error or "")
-    assert results[(3, 0)].status == "permanent" and "11 characters" in (results[(3, 0)].error
-                                                                          or "")  # fmt: skip
+    assert results[(3, 0)].status == "permanent" and "11 characters" in (
+        results[(3, 0)].error or ""
+    )
     assert results[(4, 0)].status == "accepted"
     assert results[(4, 1)].status == "permanent"
     smsc.wait_for(lambda: len(smsc.received) >= 1, 1)
@@ -148,8 +169,11 @@ def test_the_window_bounds_outstanding_requests(smsc: TestSMSC, make_gw: Any) ->
     gw = make_gw(smsc, window=5)
     smsc.hold_responses = True
     out: list[PartResult] = []
-    worker = threading.Thread(target=lambda: out.extend(
-        gw.submit([msg(i, f"+316000000{i:02d}", "hi") for i in range(20)])))  # fmt: skip
+    worker = threading.Thread(
+        target=lambda: out.extend(
+            gw.submit([msg(i, f"+316000000{i:02d}", "hi") for i in range(20)])
+        )
+    )
     worker.start()
     assert smsc.wait_for(lambda: len(smsc.received) == 5)
     time.sleep(0.3)
@@ -184,15 +208,24 @@ def test_parts_of_one_message_go_in_order_while_messages_interleave(
 def test_receipts_are_parsed_and_match_the_submitted_ids(smsc: TestSMSC, make_gw: Any) -> None:
     smsc.undeliverable = {"31600000002"}
     gw = make_gw(smsc)
-    results = gw.submit([msg(1, "+31600000001", "one"), msg(2, "+31600000002", "two"),
-                         msg(3, "+31600000003", "a", "b", ref=3)])  # fmt: skip
+    results = gw.submit(
+        [
+            msg(1, "+31600000001", "one"),
+            msg(2, "+31600000002", "two"),
+            msg(3, "+31600000003", "a", "b", ref=3),
+        ]
+    )
     ids = {r.provider_id: (r.message_id, r.part_index) for r in results}
     events = collect(gw, 4)
     reports = {e.provider_id: e for e in events if isinstance(e, DeliveryReport)}
     assert set(reports) == set(ids)
     states = {ids[pid]: (r.state, r.reason) for pid, r in reports.items()}
-    assert states == {(1, 0): ("delivered", None), (2, 0): ("undelivered", "err:001"),
-                      (3, 0): ("delivered", None), (3, 1): ("delivered", None)}  # fmt: skip
+    assert states == {
+        (1, 0): ("delivered", None),
+        (2, 0): ("undelivered", "err:001"),
+        (3, 0): ("delivered", None),
+        (3, 1): ("delivered", None),
+    }
     assert all(r.at is not None and "stat:" in (r.raw or "") for r in reports.values())
 
 
@@ -213,8 +246,9 @@ def test_a_stop_reply_reaches_the_handler_and_is_acknowledged_after_it(
     gw.connect()
     assert smsc.wait_bound()
     status: list[int | None] = []
-    t = threading.Thread(target=lambda: status.append(
-        smsc.send_mo("31611112222", "Studio", "STOP")))  # fmt: skip
+    t = threading.Thread(
+        target=lambda: status.append(smsc.send_mo("31611112222", "Studio", "STOP"))
+    )
     t.start()
     seen: list[InboundEvent] = []
 
@@ -272,8 +306,9 @@ def test_events_arriving_during_submit_are_held_unacknowledged_until_receive(
     assert not [d for d in smsc.deliveries if d["kind"] == "mo"]  # no deliver_sm_resp yet
     events = collect(gw, 2)
     assert any(isinstance(e, InboundMessage) and e.text == "STOP" for e in events)
-    assert smsc.wait_for(lambda: any(d["kind"] == "mo" and d["status"] == 0
-                                     for d in smsc.deliveries))  # fmt: skip
+    assert smsc.wait_for(
+        lambda: any(d["kind"] == "mo" and d["status"] == 0 for d in smsc.deliveries)
+    )
 
 
 def test_throttled_parts_are_retryable_and_never_duplicated(smsc: TestSMSC, make_gw: Any) -> None:
@@ -313,10 +348,14 @@ def test_permanent_refusals_name_the_code_and_stop_the_message(
 ) -> None:
     smsc.reject = {"31600000666": ESME_RINVDSTADR}
     gw = make_gw(smsc)
-    results = by_key(gw.submit([
-        msg(1, "+31600000666", "one", "two", "three", ref=1),
-        msg(2, "+31600000777", "fine"),
-    ]))  # fmt: skip
+    results = by_key(
+        gw.submit(
+            [
+                msg(1, "+31600000666", "one", "two", "three", ref=1),
+                msg(2, "+31600000777", "fine"),
+            ]
+        )
+    )
     assert results[(1, 0)].status == "permanent"
     assert "ESME_RINVDSTADR" in (results[(1, 0)].error or "")
     assert [results[(1, i)].status for i in (1, 2)] == ["permanent", "permanent"]
@@ -351,12 +390,20 @@ def test_a_dropped_connection_makes_in_flight_parts_unknown_and_unsent_ones_retr
             assert second.status == "unknown"
     # the next call reconnects; resending the retryable parts completes the job
     retry = [
-        OutboundMessage(m.message_id, m.to, m.sender, m.parts, m.encoding, m.concat_ref,
-                        parts_to_send=tuple(i for i in (0, 1)
-                                            if results[(m.message_id, i)].status == "transient"))
+        OutboundMessage(
+            m.message_id,
+            m.to,
+            m.sender,
+            m.parts,
+            m.encoding,
+            m.concat_ref,
+            parts_to_send=tuple(
+                i for i in (0, 1) if results[(m.message_id, i)].status == "transient"
+            ),
+        )
         for m in batch
         if any(results[(m.message_id, i)].status == "transient" for i in (0, 1))
-    ]  # fmt: skip
+    ]
     again = gw.submit(retry)
     assert all(r.status == "accepted" for r in again)
     assert smsc.binds == 2
@@ -381,8 +428,9 @@ def test_an_unreachable_centre_gives_transient_results_and_a_clear_connect_error
     make_gw: Any,
 ) -> None:
     port = free_port()
-    gw = SmppGateway(parse_gateway_url(f"smpp://studio@127.0.0.1:{port}?reconnect_max=60"),
-                     Secret(PASSWORD))  # fmt: skip
+    gw = SmppGateway(
+        parse_gateway_url(f"smpp://studio@127.0.0.1:{port}?reconnect_max=60"), Secret(PASSWORD)
+    )
     with pytest.raises(GatewayError) as err:
         gw.connect()
     assert f"127.0.0.1:{port}" in str(err.value) and PASSWORD not in str(err.value)
@@ -394,6 +442,18 @@ def test_an_unreachable_centre_gives_transient_results_and_a_clear_connect_error
     assert time.monotonic() - t0 < 0.2
     assert gw.receive(lambda _: None, 0.1) == 0
     gw.close()
+
+
+def test_an_idle_link_is_kept_alive_with_enquire_link(smsc: TestSMSC, make_gw: Any) -> None:
+    gw = make_gw(smsc, enquire_link=1, timeout=2)
+    gw.connect()
+    time.sleep(1.1)
+    assert gw.enquire_links == 0
+    assert gw.receive(lambda _: None, 0.1) == 0  # idle for longer than enquire_link: probe
+    assert gw.enquire_links == 1
+    gw.receive(lambda _: None, 0.3)  # the answer arrives (or had already)
+    assert gw._enquire_sent is None  # answered
+    assert gw.connected and smsc.binds == 1
 
 
 def test_the_password_never_reaches_the_logs(
@@ -421,3 +481,49 @@ def test_after_the_centre_cuts_an_idle_link_receive_reconnects(
     assert smsc.wait_bound()
     smsc.send_mo_async("31677778888", "Studio", "STOP")
     assert [e.text for e in collect(gw, 1) if isinstance(e, InboundMessage)] == ["STOP"]
+
+
+def test_the_smsc_runs_standalone_and_records_one_json_line_per_part(tmp_path: Path) -> None:
+    """Crash tests run the sender in another process and compare this record with the
+    ledger, so every line must be on disk as soon as the part arrived."""
+    record = tmp_path / "received.jsonl"
+    smsc_py = Path(__file__).with_name("smsc.py")
+    proc = subprocess.Popen(
+        [sys.executable, str(smsc_py), "--port", "0", "--record", str(record)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline().rsplit(":", 1)[1])
+        url = f"smpp://studio@127.0.0.1:{port}?rate=100000"
+        gw = SmppGateway(parse_gateway_url(url), Secret(PASSWORD))
+        results = gw.submit(
+            [msg(1, "+31600000001", "hello €"), msg(2, "+31600000002", "a", "b", ref=2)]
+        )
+        gw.close()
+        assert all(r.status == "accepted" for r in results)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and len(record.read_text().splitlines()) < 3:
+            time.sleep(0.05)
+        rows = [json.loads(line) for line in record.read_text().splitlines()]  # still running
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    assert proc.returncode == 0
+    assert len(rows) == 3
+    assert {r["message_id"] for r in rows} == {r.provider_id for r in results}
+    single = next(r for r in rows if r["destination"] == "31600000001")
+    assert (single["text"], single["data_coding"], single["udh"]) == ("hello €", 0, None)
+    parts = sorted((r["part"], r["udh"]) for r in rows if r["destination"] == "31600000002")
+    assert parts == [(1, "0500030202" + "01"), (2, "0500030202" + "02")]
+
+
+def test_pacing_keeps_to_the_rate_in_segments_per_second(smsc: TestSMSC, make_gw: Any) -> None:
+    gw = make_gw(smsc, rate=4, window=2)
+    t0 = time.monotonic()
+    results = gw.submit([msg(i, f"+316000005{i:02d}", "x") for i in range(4)])
+    elapsed = time.monotonic() - t0
+    assert [r.status for r in results] == ["accepted"] * 4
+    assert 0.35 < elapsed < 1.5  # burst of 2 (the window), then 4 per second
+    assert smsc.binds == 1

@@ -184,3 +184,16 @@ def test_settings_national_shift_changes_the_documents_meter_and_secrets_are_ref
     at = create(start(), "Turkish")
     type_body(at, "Merhaba ağabey")
     assert meter(at)["Encoding"] == "GSM-7 + turkish"
+
+
+def test_send_bulk_mailing_saves_and_opens_the_wizard_with_the_document(page_db):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    at.run()
+    at.switch_page("pages/documents.py").run()
+    create(at, "Launch")
+    type_body(at, "Hi {{ first_name }}, we launched!")
+    at.button(key="doc_bulk").click().run()
+    assert at.session_state["wizard_document"] == "Launch"
+    assert [t.value for t in at.title] == ["Mailings"]
+    with Studio(page_db) as app:
+        assert app.get_document("Launch").body == "Hi {{ first_name }}, we launched!"

@@ -223,6 +223,8 @@ def test_foreign_numbers(raw, region, e164, country, ntype, backend):
     ("onbekend", "invalid", "not a number"),
     ("n.v.t.", "invalid", "not a number"),
     ("-", "invalid", "not a number"),
+    ("(geen)", "invalid", "not a number"),
+    ("()", "invalid", "not a number"),
     ("?", "invalid", "not a number"),
     ("06-123", "invalid", "too short for NL"),
     ("0612", "invalid", "too short for NL"),

@@ -324,6 +324,14 @@ def test_analyze_many_accepts_lists_arrays_generators_and_string_series():
         assert list(df.index) == [0, 1, 2]
 
 
+def test_analyze_many_reads_a_slice_of_a_larger_column():
+    column = pd.Series(BOUNDARY_TEXTS * 3)  # pandas' default string dtype: Arrow memory
+    part = column.iloc[40:70]
+    df = analyze_many(part)
+    assert list(df.index) == list(range(40, 70))
+    assert as_rows(df) == expected_rows(part.tolist())
+
+
 def test_analyze_many_of_nothing_is_an_empty_frame():
     df = analyze_many([])
     assert len(df) == 0 and list(df.columns) == ["encoding", "units", "segments"]
@@ -407,10 +415,16 @@ def test_parts_join_to_the_text_and_none_is_over_capacity(text, national):
         assert info.capacity == segments.capacities(info.encoding, info.national)[0]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(batch=st.lists(texts(), max_size=25), national=nationals)
-def test_analyze_many_equals_analyze_on_random_texts(batch, national):
-    assert as_rows(analyze_many(batch, national=national)) == expected_rows(batch, national)
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    batch=st.lists(texts(), max_size=25),
+    national=nationals,
+    block=st.sampled_from([5, 64, segments._CHUNK_BYTES]),
+)
+def test_analyze_many_equals_analyze_on_random_texts(batch, national, block):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(segments, "_CHUNK_BYTES", block)  # block edges anywhere in the texts
+        assert as_rows(analyze_many(batch, national=national)) == expected_rows(batch, national)
 
 
 # --- smart encoding --------------------------------------------------------------------------
@@ -485,6 +499,8 @@ def test_an_emoji_without_look_alike_leaves_the_text_ucs2_and_says_so():
     assert tip.after.encoding == UCS2 and tip.blocking == (EMOJI,)
     assert tip.summary == f"1 segment → 1 (still UCS-2: no GSM-7 look-alike for {EMOJI})"
     assert tip.saving == 0
+    invisible = smart_suggestions("“x” e\u0301 ж ㄱ ✓")
+    assert invisible.summary.endswith("look-alike for U+0301, ж, ㄱ, …)")
 
 
 def test_nothing_to_suggest_gives_an_empty_summary():

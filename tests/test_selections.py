@@ -72,7 +72,7 @@ ROWS: list[tuple[Any, ...]] = [
      "+31612345601", "NL", "mobile", "valid_mobile", "Anna", "yes", "Hauptstraße", "a", 1, "p"),
     (2, "Rotterdam", 45, NAN, " 4.5e1 ", D(1992, 2, 29), T(2024, 1, 1), False, "2024-1-5 10:00",
      "+31612345602", "NL", "mobile", "valid_mobile", "Bob", 'he said "hi"', None, "b", 2, None),
-    (3, "amsterdam ", 17, None, "n/a", D(2000, 1, 31), T(2023, 12, 31, 12), None, "soon",
+    (3, "amsterdam ", 17, None, "n/a", D(2000, 1, 31), T(2023, 12, 31, 12), None, "2024/01/29",
      "+32470000003", "BE", "mobile", "valid_mobile", "anna", None, "Straße", "c", 3, None),
     (4, None, None, -2.0, None, None, None, True, None,
      "", None, None, "invalid", None, None, None, None, None, None),
@@ -317,6 +317,40 @@ def test_birthday_on_29_february_is_celebrated_on_28_february_in_common_years(
     assert frame_ids(frames, spec, today) == expected
 
 
+TRICKY_TEXTS = [
+    "2024-01-31", " 2024-1-5", "2024-01-05\n", "2024-01-05T10:00", "2024-01-05 10:00", "\t2024-01-05",
+    "2024-01-05x", "2024/01/05", "2024.01.05", "20240105", "12024-01-01", "-2024-01-01",
+    "infinity", "0000-02-29", "0001-02-29", "2023-02-29", "2024-13-01", "31-01-2024",
+    "12", " 12 ", "\n12\t", "+5", "-0", ".5", "5.", "1e3", "1E+05", "1e400", "0x1F", "1_000",
+    "nan", "inf", "1 2", "", None,
+]
+
+
+def test_tricky_texts_read_as_dates_and_numbers_identically_on_both_sides() -> None:
+    """Only a leading ISO date counts as a date and only a plain decimal as a number."""
+    df = pd.DataFrame({"id": range(len(TRICKY_TEXTS)), "v": pd.Series(TRICKY_TEXTS, dtype="str")})
+    columns = {"id": "BIGINT", "v": "VARCHAR"}
+    con = duckdb.connect()
+    found = {}
+    for spec in (c("v", "ge", "0001-01-01"), c("v", "lt", -1e300), c("v", "gt", -1e300),
+                 c("v", "birthday_today"), c("v", "within_last_days", 10000)):
+        where, params = compile_spec(spec, columns, today=date(2024, 1, 5))
+        in_sql = {r[0] for r in con.execute(f"SELECT id FROM df WHERE {where}", params).fetchall()}
+        mask = filter_frame(df, spec, columns, today=date(2024, 1, 5))
+        assert set(df.loc[mask, "id"]) == in_sql, spec
+        found[spec["op"]] = {TRICKY_TEXTS[i] for i in in_sql}
+    assert found["ge"] == {
+        "2024-01-31", " 2024-1-5", "2024-01-05\n", "2024-01-05T10:00", "2024-01-05 10:00",
+        "\t2024-01-05",
+    }
+    assert found["gt"] == {
+        "12", " 12 ", "\n12\t", "+5", "-0", ".5", "5.", "1e3", "1E+05", "1e400", "20240105"
+    }
+    assert found["birthday_today"] == {
+        " 2024-1-5", "2024-01-05\n", "2024-01-05T10:00", "2024-01-05 10:00", "\t2024-01-05",
+    }
+
+
 def test_today_defaults_to_the_real_date() -> None:
     _, params = compile_spec(c("seen", "within_last_days", 3), COLUMNS)
     assert params[1] == date.today()
@@ -384,6 +418,33 @@ def test_compile_chain_is_the_and_of_a_selection_and_its_ancestors(
     assert {r[0] for r in rows} == {2, 5}
     assert compile_chain([], COLUMNS) == ("TRUE", [])
     assert compile_chain([parent], COLUMNS) == compile_spec(parent, COLUMNS)
+
+
+@pytest.mark.parametrize(
+    ("op", "value", "expected"),
+    [
+        ("contains", "σ", {0, 1}),  # a final Σ lowercases to σ, never to ς
+        ("ends_with", "οσ", {0}),
+        ("ends_with", "Σ", {0, 1}),
+        ("starts_with", "is", {2}),  # İ lowercases to a single plain i
+        ("ends_with", "i", {3}),
+        ("contains", "ss", {4}),  # no full case folding: ß does not become ss
+        ("contains", "ß", {5}),
+        ("starts_with", "STRASSE", {4}),
+    ],
+)
+def test_case_insensitive_matching_uses_simple_lowercase_on_both_sides(
+    op: str, value: str, expected: set[int]
+) -> None:
+    words = ["ΟΔΟΣ", "aΣ", "İstanbul", "xİ", "STRASSE", "Straße"]
+    df = pd.DataFrame({"id": range(len(words)), "w": pd.Series(words, dtype="str")})
+    columns = {"id": "BIGINT", "w": "VARCHAR"}
+    spec = c("w", op, value)
+    where, params = compile_spec(spec, columns)
+    con = duckdb.connect()
+    rows = con.execute(f"SELECT id FROM df WHERE {where}", params).fetchall()
+    assert {r[0] for r in rows} == expected
+    assert set(df.loc[filter_frame(df, spec, columns), "id"]) == expected
 
 
 def test_lowercasing_agrees_between_duckdb_and_the_oracle_on_every_known_character() -> None:
@@ -629,6 +690,7 @@ ARROW_TYPES = {
     "TIMESTAMP": pa.timestamp("us"), "BOOLEAN": pa.bool_(),
 }
 NUMBERS = ["2024-01-31", " 2024-1-5", "2023-02-29", "2024-02-29T10:00", "2024-01-31 x",
+           "2024/01/05", "12024-01-01", "-2024-01-01", "infinity", "0000-02-29",
            "12", " 3.5 ", "1e3", "-0", "+7", ".5", "5.", "1e400", "00012", "0x1F", "1_000"]
 WORDS = ["", "  ", "\t", " \t ", "abc", "DAM", "Amsterdam", "ΟΔΟΣ", "aΣ", "xİ", "İstanbul",
          "straße", "50%", "a_b"]
@@ -734,18 +796,15 @@ FIELD_KINDS = {
 
 
 @st.composite
-def condition_strategy(draw: st.DrawFn, field: str | None = None, op: str | None = None) -> dict:
-    field = field or draw(st.sampled_from(sorted(FIELD_KINDS)))
+def condition_strategy(draw: st.DrawFn, op: str | None = None) -> dict[str, Any]:
+    fields = sorted(f for f, kind in FIELD_KINDS.items() if op is None or op in VALUES[kind])
+    field = draw(st.sampled_from(fields))
     ops = VALUES[FIELD_KINDS[field]]
     op = op or draw(st.sampled_from(sorted(ops)))
     value = draw(ops[op])
     if OPERATORS[op].value_kind == "none":
         return {"field": field, "op": op}
     return {"field": field, "op": op, "value": value}
-
-
-FIELD_OPS = [(f, op) for f in ("s", "n", "f", "d", "ts", "b", "_sms")
-             for op in sorted(VALUES[FIELD_KINDS[f]])]
 
 
 spec_strategy = st.recursive(
@@ -801,20 +860,20 @@ def _check_same_rows(
         assert set(df.loc[mask, "id"].tolist()) == in_sql, (spec, df.to_dict("records"))
 
 
-@pytest.mark.parametrize(("field", "op"), FIELD_OPS, ids=[f"{f}-{o}" for f, o in FIELD_OPS])
+@pytest.mark.parametrize("op", list(OPERATORS))
 def test_each_operator_agrees_between_pandas_and_duckdb(
-    scratch: duckdb.DuckDBPyConnection, field: str, op: str
+    scratch: duckdb.DuckDBPyConnection, op: str
 ) -> None:
-    @settings(max_examples=20, deadline=None)
-    @given(table=frames_strategy(), history=history_strategy,
-           spec=condition_strategy(field, op), today=today_strategy)
+    @settings(max_examples=15, deadline=None)
+    @given(table=frames_strategy(), history=history_strategy, spec=condition_strategy(op),
+           today=today_strategy)
     def check(table: pa.Table, history: list[tuple], spec: Any, today: date) -> None:
         _check_same_rows(scratch, table, history, spec, today)
 
     check()
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(table=frames_strategy(), history=history_strategy, spec=spec_strategy, today=today_strategy)
 def test_pandas_oracle_and_duckdb_select_the_same_rows_for_nested_specs(
     scratch: duckdb.DuckDBPyConnection, table: pa.Table, history: list[tuple], spec: Any,
@@ -823,7 +882,7 @@ def test_pandas_oracle_and_duckdb_select_the_same_rows_for_nested_specs(
     _check_same_rows(scratch, table, history, spec, today)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(table=frames_strategy(), history=history_strategy, parent=spec_strategy,
        child=spec_strategy, today=today_strategy)
 def test_a_mini_selection_is_a_subset_of_its_parent(

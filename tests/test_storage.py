@@ -25,12 +25,14 @@ def test_migrations_run_once_and_record_their_version(tmp_path):
 def test_each_thread_gets_its_own_cursor(tmp_path):
     storage = Storage(tmp_path / "t.duckdb")
     seen = []
+    barrier = threading.Barrier(4)
 
-    def work() -> None:
+    def work(n: int) -> None:
         seen.append(storage.cursor())
-        storage.execute("INSERT INTO settings VALUES (?, '1')", [f"k{threading.get_ident()}"])
+        barrier.wait()  # all four alive at once, so none can reuse another's thread
+        storage.execute("INSERT INTO settings VALUES (?, '1')", [f"k{n}"])
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
     for t in threads:
         t.start()
     for t in threads:

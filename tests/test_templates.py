@@ -412,3 +412,13 @@ def test_fast_path_equals_jinja_row_by_row(df: pd.DataFrame) -> None:
     assert fast.index.equals(df.index)
     first = {c: df[c].iloc[0] for c in df.columns}
     assert fast.iloc[0] == compiled.render(first)
+
+
+def test_plain_fast_path_handles_columns_in_several_arrow_chunks():
+    """A column read in several Arrow chunks (large imports) renders like any other."""
+    import pyarrow as pa
+
+    from core.templates import prepare
+
+    frame = pa.table({"a": pa.chunked_array([["x"], ["y"]])}).to_pandas()
+    assert list(prepare("Hi {{ a }}", ["a"]).render_many(frame)) == ["Hi x", "Hi y"]

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from .base import GatewayError
 from .gsm_codec import SHIFT_TABLES
@@ -75,62 +75,89 @@ _COMMON = {
     "alphanumeric": Option(bool, True, "whether alphanumeric sender ids are allowed"),
 }
 
-SIMULATOR_OPTIONS: Mapping[str, Option] = MappingProxyType({
-    "seed": Option(int, 1, "seed of every simulated outcome", 0, 2**63 - 1),
-    "rate": Option(float, 5000.0, "segments per second (capability; the dispatcher paces)",
-                   0.001, 10_000_000),
-    "throttle": Option(bool, False, "answer 'throttled' to parts above `rate` per second"),
-    "median_delay": Option(float, 3.0, "median seconds until a delivery report", 0.0, 86400),
-    "p99_delay": Option(float, 20.0, "99th percentile of the report delay, seconds",
-                        0.0, 86400),
-    "stop_share": Option(float, 0.005, "share of delivered recipients who reply STOP", 0, 1),
-    "reply_share": Option(float, 0.002, "share of delivered recipients who reply other text",
-                          0, 1),
-    "fail_share": Option(float, None, "share undelivered, overriding the per-country table",
-                         0, 1),
-    "reject_share": Option(float, 0.0, "share of messages refused at submit (permanent)",
-                           0, 1),
-    "transient_share": Option(float, 0.0, "share of messages whose first submit fails "
-                              "with a transient error", 0, 1),
-    "instant": Option(bool, False, "deliver every report and reply at once (tests)"),
-    "time_scale": Option(float, 1.0, "multiply every delay (0.01: 100x faster)", 0, 1000),
-    **_COMMON,
-})
+SIMULATOR_OPTIONS: Mapping[str, Option] = MappingProxyType(
+    {
+        "seed": Option(int, 1, "seed of every simulated outcome", 0, 2**63 - 1),
+        "rate": Option(
+            float,
+            5000.0,
+            "segments per second (capability; the dispatcher paces)",
+            0.001,
+            10_000_000,
+        ),
+        "throttle": Option(bool, False, "answer 'throttled' to parts above `rate` per second"),
+        "median_delay": Option(float, 3.0, "median seconds until a delivery report", 0.0, 86400),
+        "p99_delay": Option(
+            float, 20.0, "99th percentile of the report delay, seconds", 0.0, 86400
+        ),
+        "stop_share": Option(float, 0.005, "share of delivered recipients who reply STOP", 0, 1),
+        "reply_share": Option(
+            float, 0.002, "share of delivered recipients who reply other text", 0, 1
+        ),
+        "fail_share": Option(
+            float, None, "share undelivered, overriding the per-country table", 0, 1
+        ),
+        "reject_share": Option(float, 0.0, "share of messages refused at submit (permanent)", 0, 1),
+        "transient_share": Option(
+            float, 0.0, "share of messages whose first submit fails with a transient error", 0, 1
+        ),
+        "instant": Option(bool, False, "deliver every report and reply at once (tests)"),
+        "time_scale": Option(float, 1.0, "multiply every delay (0.01: 100x faster)", 0, 1000),
+        **_COMMON,
+    }
+)
 
-SMPP_OPTIONS: Mapping[str, Option] = MappingProxyType({
-    "window": Option(int, 10, "submit_sm requests outstanding at once", 1, 1000),
-    "rate": Option(float, 100.0, "segments per second the account allows", 0.001, 1_000_000),
-    "system_type": Option(str, "", "bind system_type", check=_max_len(12)),
-    "service_type": Option(str, "", "submit_sm service_type", check=_max_len(5)),
-    "source_ton": Option(int, -1, "source TON (-1: 5 for alphanumeric, 1 for +numbers, "
-                         "3 for short codes)", -1, 6),
-    "source_npi": Option(int, -1, "source NPI (-1: chosen with the TON)", -1, 18),
-    "dest_ton": Option(int, 1, "destination TON", 0, 6),
-    "dest_npi": Option(int, 1, "destination NPI", 0, 18),
-    "shift": Option(str, "", "national single shift tables the SMSC and handsets support, "
-                    "comma-separated (turkish,spanish,portuguese)", check=_shift_list),
-    "enquire_link": Option(float, 30.0, "seconds of silence before an enquire_link", 1, 3600),
-    "timeout": Option(float, 30.0, "seconds to wait for a response before the link is "
-                      "declared dead", 0.1, 600),
-    "tls": Option(bool, False, "connect with TLS"),
-    "registered_delivery": Option(bool, True, "request delivery receipts"),
-    "reconnect_max": Option(float, 60.0, "longest wait between reconnect attempts, s",
-                            0.01, 3600),
-    **_COMMON,
-})
+SMPP_OPTIONS: Mapping[str, Option] = MappingProxyType(
+    {
+        "window": Option(int, 10, "submit_sm requests outstanding at once", 1, 1000),
+        "rate": Option(float, 100.0, "segments per second the account allows", 0.001, 1_000_000),
+        "system_type": Option(str, "", "bind system_type", check=_max_len(12)),
+        "service_type": Option(str, "", "submit_sm service_type", check=_max_len(5)),
+        "source_ton": Option(
+            int, -1, "source TON (-1: 5 for alphanumeric, 1 for +numbers, 3 for short codes)", -1, 6
+        ),
+        "source_npi": Option(int, -1, "source NPI (-1: chosen with the TON)", -1, 18),
+        "dest_ton": Option(int, 1, "destination TON", 0, 6),
+        "dest_npi": Option(int, 1, "destination NPI", 0, 18),
+        "shift": Option(
+            str,
+            "",
+            "national single shift tables the SMSC and handsets support, "
+            "comma-separated (turkish,spanish,portuguese)",
+            check=_shift_list,
+        ),
+        "enquire_link": Option(float, 30.0, "seconds of silence before an enquire_link", 1, 3600),
+        "timeout": Option(
+            float, 30.0, "seconds to wait for a response before the link is declared dead", 0.1, 600
+        ),
+        "tls": Option(bool, False, "connect with TLS"),
+        "registered_delivery": Option(bool, True, "request delivery receipts"),
+        "reconnect_max": Option(
+            float, 60.0, "longest wait between reconnect attempts, s", 0.01, 3600
+        ),
+        **_COMMON,
+    }
+)
 
-HTTP_OPTIONS: Mapping[str, Option] = MappingProxyType({
-    "account": Option(str, "", "account SID (when not in the path)", check=_max_len(64)),
-    "from": Option(str, "", "our number, polled for inbound replies (senders used are "
-                   "polled too)", check=_max_len(32)),
-    "rate": Option(float, 10.0, "messages per second the account allows", 0.001, 100_000),
-    "window": Option(int, 4, "HTTP requests in flight at once", 1, 64),
-    "poll": Option(float, 5.0, "seconds between status / inbound polls", 0.0, 3600),
-    "timeout": Option(float, 15.0, "HTTP timeout, seconds", 0.1, 600),
-    "track_hours": Option(float, 48.0, "hours to keep polling a message without a final "
-                          "status", 0.0, 720),
-    **_COMMON,
-})
+HTTP_OPTIONS: Mapping[str, Option] = MappingProxyType(
+    {
+        "account": Option(str, "", "account SID (when not in the path)", check=_max_len(64)),
+        "from": Option(
+            str,
+            "",
+            "our number, polled for inbound replies (senders used are polled too)",
+            check=_max_len(32),
+        ),
+        "rate": Option(float, 10.0, "messages per second the account allows", 0.001, 100_000),
+        "window": Option(int, 4, "HTTP requests in flight at once", 1, 64),
+        "poll": Option(float, 5.0, "seconds between status / inbound polls", 0.0, 3600),
+        "timeout": Option(float, 15.0, "HTTP timeout, seconds", 0.1, 600),
+        "track_hours": Option(
+            float, 48.0, "hours to keep polling a message without a final status", 0.0, 720
+        ),
+        **_COMMON,
+    }
+)
 
 OPTIONS: Mapping[str, Mapping[str, Option]] = MappingProxyType(
     {"simulator": SIMULATOR_OPTIONS, "smpp": SMPP_OPTIONS, "http": HTTP_OPTIONS}
@@ -170,7 +197,7 @@ def redact(url: str) -> str:
             if ":" in userinfo:
                 userinfo = userinfo.split(":", 1)[0] + ":***"
             netloc = f"{userinfo}@{hostport}"
-        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        pairs = _query_pairs(parts.query)
         query = urlencode(
             [(k, "***" if _SECRET_PARAM.search(k) else v) for k, v in pairs], safe=",+:"
         )
@@ -204,11 +231,16 @@ def _convert(url: str, name: str, raw: str, opt: Option) -> Any:
     return value
 
 
+def _query_pairs(query: str) -> list[tuple[str, str]]:
+    """Query parameters, with a literal '+' kept as '+' (phone numbers: from=+1555...)."""
+    return parse_qsl(query.replace("+", "%2B"), keep_blank_values=True)
+
+
 def _parse_options(url: str, kind: GatewayKind, query: str) -> dict[str, Any]:
     table = OPTIONS[kind]
     values = {name: opt.default for name, opt in table.items()}
     seen: set[str] = set()
-    for name, raw in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+    for name, raw in _query_pairs(query):
         if _SECRET_PARAM.search(name):
             raise _secret_in_url(url, kind)
         if name not in table:
@@ -269,7 +301,7 @@ def parse_gateway_url(url: str) -> GatewayConfig:
         raise _secret_in_url(url, kind)
     options = _parse_options(url, kind, parts.query)
     host = parts.hostname or ""
-    username = parts.username or ""
+    username = unquote(parts.username or "")
     if kind == "simulator":
         if host or parts.path not in ("", "/"):
             raise _fail(url, "a simulator URL takes only parameters: simulator://?seed=1")
@@ -288,7 +320,12 @@ def parse_gateway_url(url: str) -> GatewayConfig:
         if scheme == "smpps":
             options["tls"] = True
         return GatewayConfig(
-            kind, url, host=host, port=port, username=username, scheme=scheme,
+            kind,
+            url,
+            host=host,
+            port=port,
+            username=username,
+            scheme=scheme,
             options=MappingProxyType(options),
         )
     # http(s): Twilio-shaped REST API
@@ -296,9 +333,7 @@ def parse_gateway_url(url: str) -> GatewayConfig:
         raise _fail(url, "plain http is only allowed to 127.0.0.1/localhost; use https://")
     match = _ACCOUNT_PATH.match(parts.path) if parts.path not in ("", "/") else None
     if parts.path not in ("", "/") and match is None:
-        raise _fail(
-            url, f"path {parts.path!r} is not /2010-04-01/Accounts/ACCOUNT_SID"
-        )
+        raise _fail(url, f"path {parts.path!r} is not /2010-04-01/Accounts/ACCOUNT_SID")
     account = (match.group(1) if match else "") or options["account"] or username
     if not account:
         raise _fail(
@@ -308,7 +343,13 @@ def parse_gateway_url(url: str) -> GatewayConfig:
         )
     options["account"] = account
     return GatewayConfig(
-        kind, url, host=host, port=port, username=account, path=parts.path, scheme=scheme,
+        kind,
+        url,
+        host=host,
+        port=port,
+        username=account,
+        path=parts.path,
+        scheme=scheme,
         options=MappingProxyType(options),
     )
 
@@ -337,10 +378,14 @@ class Secret:
     def __reduce__(self) -> Any:  # refuse to be pickled into some cache by accident
         raise TypeError("a Secret cannot be pickled")
 
+    def __copy__(self) -> Secret:
+        return self
 
-def resolve_secret(
-    name: str, secrets: Mapping[str, Any] | None, *, required_for: str
-) -> Secret:
+    def __deepcopy__(self, memo: dict[int, Any]) -> Secret:
+        return self
+
+
+def resolve_secret(name: str, secrets: Mapping[str, Any] | None, *, required_for: str) -> Secret:
     """Look a secret up in `secrets` (e.g. Streamlit's st.secrets), then the environment.
 
     An empty string is a valid value (some SMPP accounts have no password); only a missing
@@ -358,18 +403,7 @@ def resolve_secret(
         return Secret(value)
     raise GatewayError(
         f"{required_for} needs a secret: set the environment variable {name} "
-        f"or add {name} = \"...\" to .streamlit/secrets.toml"
-    )
-
-
-def with_options(url: str, **changes: Any) -> str:
-    """Return `url` with query parameters set (True/False written 1/0); used by tools."""
-    parts = urlsplit(url)
-    pairs = dict(parse_qsl(parts.query, keep_blank_values=True))
-    for k, v in changes.items():
-        pairs[k] = str(int(v)) if isinstance(v, bool) else str(v)
-    return _unsplit(
-        parts.scheme, parts.netloc, parts.path, urlencode(pairs, safe=",+:"), parts.fragment
+        f'or add {name} = "..." to .streamlit/secrets.toml'
     )
 
 
@@ -381,8 +415,3 @@ def _unsplit(scheme: str, netloc: str, path: str, query: str, fragment: str) -> 
     if fragment:
         url += f"#{fragment}"
     return url
-
-
-def quote_user(user: str) -> str:
-    """Percent-encode an SMPP system_id for use in a URL."""
-    return quote(user, safe="")

@@ -88,13 +88,12 @@ def _decode_maps(shift: str | None) -> tuple[str, dict[int, str]]:
     return _BASIC, _shift_table(shift)
 
 
-_ENCODE_MAPS: dict[str | None, dict[int, str]] = {
-    s: _encode_map(s) for s in (None, *SHIFT_TABLES)
-}
+_ENCODE_MAPS: dict[str | None, dict[int, str]] = {s: _encode_map(s) for s in (None, *SHIFT_TABLES)}
 
 #: Every character encodable with the default alphabet and extension table.
-GSM7_CHARS: frozenset[str] = frozenset(chr(cp) for cp, v in _ENCODE_MAPS[None].items()
-                                       if v != "\uffff")
+GSM7_CHARS: frozenset[str] = frozenset(
+    chr(cp) for cp, v in _ENCODE_MAPS[None].items() if v != "\uffff"
+)
 
 
 class GsmEncodeError(ValueError):

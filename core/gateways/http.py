@@ -182,9 +182,12 @@ class HttpGateway:
         self._local.conn = None
 
     def _request(
-        self, method: str, path: str, form: dict[str, str] | None = None,
+        self,
+        method: str,
+        path: str,
+        form: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
-    ) -> tuple[int, dict[str, str], dict[str, Any]]:  # fmt: skip
+    ) -> tuple[int, dict[str, str], dict[str, Any]]:
         if params:
             path = f"{path}?{urlencode(params)}"
         body = urlencode(form).encode() if form is not None else None
@@ -235,8 +238,9 @@ class HttpGateway:
     def connect(self) -> None:
         """Check the account and token with one GET of the account's messages."""
         try:
-            status, _, data = self._request("GET", f"{self._root}/Messages.json",
-                                            params={"PageSize": "1"})  # fmt: skip
+            status, _, data = self._request(
+                "GET", f"{self._root}/Messages.json", params={"PageSize": "1"}
+            )
         except (_NotSent, _NoAnswer) as exc:
             raise GatewayError(f"cannot reach {self.url}: {exc}") from None
         if status in (401, 403):
@@ -256,8 +260,9 @@ class HttpGateway:
                 raise ValueError(f"message {m.message_id}: part index out of range {pending}")
             if len(m.parts) > self.capabilities.max_parts:
                 error = f"too many parts ({len(m.parts)} > {self.capabilities.max_parts})"
-                results.extend(PartResult(m.message_id, p, "permanent", error=error)
-                               for p in pending)  # fmt: skip
+                results.extend(
+                    PartResult(m.message_id, p, "permanent", error=error) for p in pending
+                )
             else:
                 jobs.append(m)
             if m.sender.startswith("+") and m.sender[1:].isdigit():
@@ -274,8 +279,7 @@ class HttpGateway:
         try:
             status, headers, data = self._request("POST", f"{self._root}/Messages.json", form)
         except _NotSent as exc:
-            return [PartResult(mid, p, "transient", error=f"not connected: {exc}")
-                    for p in pending]  # fmt: skip
+            return [PartResult(mid, p, "transient", error=f"not connected: {exc}") for p in pending]
         except _NoAnswer as exc:
             return [PartResult(mid, p, "unknown", error=f"no response: {exc}") for p in pending]
         code = _error_code(data)
@@ -283,16 +287,15 @@ class HttpGateway:
             sid = str(data["sid"])
             ids = tuple(sid if len(m.parts) == 1 else f"{sid}/{p + 1}" for p in pending)
             self._on_accepted(sid, ids, data)
-            return [PartResult(mid, p, "accepted", pid) for p, pid in zip(pending, ids,
-                                                                           strict=True)]
+            return [
+                PartResult(mid, p, "accepted", pid) for p, pid in zip(pending, ids, strict=True)
+            ]
         if 200 <= status < 300:
-            return [PartResult(mid, p, "unknown", error="accepted without a sid")
-                    for p in pending]  # fmt: skip
+            return [PartResult(mid, p, "unknown", error="accepted without a sid") for p in pending]
         text = f"HTTP {status} " + _error_text(data)
         if status == 429 or code in _THROTTLE_CODES:
             retry = _retry_after(headers.get("retry-after"))
-            return [PartResult(mid, p, "throttled", error=text, retry_after=retry)
-                    for p in pending]  # fmt: skip
+            return [PartResult(mid, p, "throttled", error=text, retry_after=retry) for p in pending]
         if status >= 500 or status in (401, 403, 404, 408, 409) or code in _TRANSIENT_CODES:
             return [PartResult(mid, p, "transient", error=text) for p in pending]
         return [PartResult(mid, p, "permanent", error=text) for p in pending]
@@ -378,8 +381,10 @@ class HttpGateway:
             status, data = 0, {}
         now = self._clock()
         if status == 404:
-            return [DeliveryReport(pid, "unknown", "message not found at the provider")
-                    for pid in track.ids]  # fmt: skip
+            return [
+                DeliveryReport(pid, "unknown", "message not found at the provider")
+                for pid in track.ids
+            ]
         if status == 200:
             events = _reports(track.ids, data)
             if events:
@@ -390,8 +395,7 @@ class HttpGateway:
             return [DeliveryReport(pid, "unknown", why) for pid in track.ids]
         with self._lock:
             track.tries += 1
-            track.next_poll = now + min(max(self.poll, 0.0) * (1.5 ** min(track.tries, 10)),
-                                        300.0)  # fmt: skip
+            track.next_poll = now + min(max(self.poll, 0.0) * (1.5 ** min(track.tries, 10)), 300.0)
         return None
 
     def _poll_inbound(self, pending: _Pending) -> list[InboundEvent]:
@@ -411,21 +415,27 @@ class HttpGateway:
                     log.warning("inbound poll of %s failed: %s", number, exc)
                     break
                 if status != 200:
-                    log.warning("inbound poll of %s: HTTP %s %s", number, status,
-                                _error_text(data))  # fmt: skip
+                    log.warning("inbound poll of %s: HTTP %s %s", number, status, _error_text(data))
                     break
                 for msg in data.get("messages") or []:
                     sid = str(msg.get("sid", ""))
-                    if (not str(msg.get("direction", "")).startswith("inbound")
-                            or not sid or sid in self._seen or sid in pending.inbound):
+                    if (
+                        not str(msg.get("direction", "")).startswith("inbound")
+                        or not sid
+                        or sid in self._seen
+                        or sid in pending.inbound
+                    ):
                         continue
                     pending.inbound.append(sid)
-                    events.append(InboundMessage(
-                        sender=str(msg.get("from", "")), recipient=str(msg.get("to", number)),
-                        text=str(msg.get("body", "")),
-                        at=_parse_date(msg.get("date_sent") or msg.get("date_created")),
-                        provider_id=sid,
-                    ))  # fmt: skip
+                    events.append(
+                        InboundMessage(
+                            sender=str(msg.get("from", "")),
+                            recipient=str(msg.get("to", number)),
+                            text=str(msg.get("body", "")),
+                            at=_parse_date(msg.get("date_sent") or msg.get("date_created")),
+                            provider_id=sid,
+                        )
+                    )
                 path, params = data.get("next_page_uri"), None
                 if not path:
                     break

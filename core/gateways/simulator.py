@@ -74,8 +74,7 @@ def _uniforms(key: np.ndarray, count: int) -> np.ndarray:
 
 def _valid_e164(to: str) -> bool:
     return (
-        8 <= len(to) <= 16 and to[0] == "+" and to[1] != "0" and to[1:].isdigit()
-        and to.isascii()
+        8 <= len(to) <= 16 and to[0] == "+" and to[1] != "0" and to[1:].isdigit() and to.isascii()
     )
 
 
@@ -196,11 +195,19 @@ class SimulatorGateway:
         reject = u[6] < self.reject_share
         transient = ~reject & (u[6] < self.reject_share + self.transient_share)
         return {
-            "valid": valid, "delivered": delivered, "reason": reason, "delay": delay,
-            "stop": stop, "reply": reply, "reply_delay": reply_delay, "text": u[5],
-            "reject": reject, "transient": transient, "profile": profile,
+            "valid": valid,
+            "delivered": delivered,
+            "reason": reason,
+            "delay": delay,
+            "stop": stop,
+            "reply": reply,
+            "reply_delay": reply_delay,
+            "text": u[5],
+            "reject": reject,
+            "transient": transient,
+            "profile": profile,
             "operator": operator,
-        }  # fmt: skip
+        }
 
     # -- Gateway protocol ------------------------------------------------------------------
 
@@ -212,7 +219,7 @@ class SimulatorGateway:
         if not messages:
             return []
         f = self.fates(messages)
-        valid, delivered, reason = f["valid"].tolist(), f["delivered"].tolist(), f["reason"]
+        valid, reason = f["valid"].tolist(), f["reason"]
         delay, reply_delay = f["delay"].tolist(), f["reply_delay"].tolist()
         stop, reply, text_u = f["stop"].tolist(), f["reply"].tolist(), f["text"].tolist()
         reject, transient = f["reject"].tolist(), f["transient"].tolist()
@@ -233,27 +240,47 @@ class SimulatorGateway:
                 if transient[i] and m.message_id not in self._failed_once:
                     self._failed_once.add(m.message_id)
                     for p in pending:
-                        append(PartResult(m.message_id, p, "transient",
-                                          error="ESME_RSYSERR: system error (simulated)"))
+                        append(
+                            PartResult(
+                                m.message_id,
+                                p,
+                                "transient",
+                                error="ESME_RSYSERR: system error (simulated)",
+                            )
+                        )
                     continue
                 if tokens < len(pending):
                     for p in pending:
-                        append(PartResult(m.message_id, p, "throttled",
-                                          error="ESME_RTHROTTLED (simulated)",
-                                          retry_after=1.0 / self.rate))
+                        append(
+                            PartResult(
+                                m.message_id,
+                                p,
+                                "throttled",
+                                error="ESME_RTHROTTLED (simulated)",
+                                retry_after=1.0 / self.rate,
+                            )
+                        )
                     continue
                 tokens -= len(pending)
                 mid = m.message_id
                 for p in pending:
                     append(PartResult(mid, p, "accepted", f"sim-{mid}-{p + 1}"))
                     if m.register_delivery:
-                        push(heap, (now + delay[i] + _PART_SPACING * p * self.time_scale,
-                                    next(seq), _REPORT, mid, p, state_code[i]))
+                        push(
+                            heap,
+                            (
+                                now + delay[i] + _PART_SPACING * p * self.time_scale,
+                                next(seq),
+                                _REPORT,
+                                mid,
+                                p,
+                                state_code[i],
+                            ),
+                        )
                 if (stop[i] or reply[i]) and 0 in pending:
                     pool = STOP_TEXTS if stop[i] else REPLY_TEXTS
                     text = pool[int(text_u[i] * len(pool))]
-                    push(heap, (now + reply_delay[i], next(seq), _REPLY, mid, m.to,
-                                m.sender, text))
+                    push(heap, (now + reply_delay[i], next(seq), _REPLY, mid, m.to, m.sender, text))
                 self.accepted_parts += len(pending)
             if self.throttle:
                 self._tokens = tokens
@@ -316,11 +343,15 @@ class SimulatorGateway:
             if code < 0:
                 return DeliveryReport(f"sim-{mid}-{part + 1}", "delivered", None, at)
             return DeliveryReport(
-                f"sim-{mid}-{part + 1}", REASON_STATES[code], REASONS[code], at  # type: ignore[arg-type]
+                f"sim-{mid}-{part + 1}",
+                REASON_STATES[code],
+                REASONS[code],
+                at,  # type: ignore[arg-type]
             )
         _, _, _, mid, to, sender, text = entry
-        return InboundMessage(sender=to, recipient=sender, text=text, at=at,
-                              provider_id=f"sim-mo-{mid}")
+        return InboundMessage(
+            sender=to, recipient=sender, text=text, at=at, provider_id=f"sim-mo-{mid}"
+        )
 
     @property
     def pending(self) -> int:

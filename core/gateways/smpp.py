@@ -1,13 +1,15 @@
 """SMPP 3.4 transceiver gateway.
 
-Library choice: smpplib 2.2.4 binds (bind_transceiver, TLS) and parses deliver_sm/data_sm;
-the socket loop is ours. smpp34's client was ruled out because its Rust core acknowledges
-every deliver_sm before Python sees it, so a STOP could be acknowledged and then lost in a
-crash. smpplib's own `listen()` loop acknowledges right after its handler returns, which is
-correct but forces inbound handling into the reading thread; driving the socket ourselves
-lets `receive` acknowledge after *the dispatcher's* handler stored the batch, and lets
-`submit` keep a window of requests outstanding (smpplib's loop is one-request-at-a-time
-friendly only). aiosmpplib would need an asyncio loop thread for no gain here.
+Library choice: smpplib 2.2.4 connects, binds (bind_transceiver, optionally over TLS) and
+parses deliver_sm/data_sm; the socket loop is ours, and the fixed-layout PDUs sent by the
+thousand (submit_sm, responses) are packed in smpp_wire. smpp34's client was ruled out
+because its Rust core acknowledges every deliver_sm before Python sees it, so a STOP could be
+acknowledged and then lost in a crash. smpplib's own `listen()`/`read_once()` loop does
+acknowledge only after its handler returns, but it runs the handler inside the reading loop
+and has no notion of a window; driving the socket ourselves lets `receive` acknowledge after
+*the dispatcher's* handler stored the batch, and lets `submit` keep a window of requests
+outstanding. aiosmpplib (asyncio) would need a loop thread inside the gateway for no gain.
+TCP_NODELAY is set on the socket: without it Nagle's algorithm holds small PDUs back.
 
 How a batch goes out (`submit`): parts of one message go one after the other (the next part
 is sent when the previous one's response came), different messages interleave up to
@@ -39,7 +41,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from smpplib import client as smpp_client
 from smpplib import consts as smpp_consts
@@ -140,6 +141,7 @@ class SmppGateway:
         self._tokens = float(min(self.window, max(self.rate, 1.0)))
         self._tokens_at = clock()
         self.binds = 0
+        self.enquire_links = 0  # sent so far (introspection)
 
     def __repr__(self) -> str:
         return f"SmppGateway({self.url!r})"
@@ -154,9 +156,12 @@ class SmppGateway:
     def _connect(self) -> None:
         where = f"SMPP centre {self.host}:{self.port} (system_id {self.system_id!r})"
         client = smpp_client.Client(
-            self.host, self.port, timeout=self.timeout, logger_name=_WIRE_LOGGER,
+            self.host,
+            self.port,
+            timeout=self.timeout,
+            logger_name=_WIRE_LOGGER,
             allow_unknown_opt_params=True,
-        )  # fmt: skip
+        )
         try:
             if self._opts["tls"]:
                 ctx = ssl.create_default_context()
@@ -239,8 +244,9 @@ class SmppGateway:
                 deadline = self._clock() + min(self.timeout, 2.0)
                 while self._clock() < deadline:
                     pdus, dropped = self._read(0.1)
-                    if dropped or any(smpp_wire.header(p)[1] == smpp_wire.UNBIND_RESP
-                                      for p in pdus):  # fmt: skip
+                    if dropped or any(
+                        smpp_wire.header(p)[1] == smpp_wire.UNBIND_RESP for p in pdus
+                    ):
                         break
             except OSError:
                 pass
@@ -348,9 +354,11 @@ class SmppGateway:
         if is_receipt:
             text = payload.decode("latin-1")
             report = smpp_wire.delivery_report(
-                text, receipted_message_id=f.receipted_message_id,
-                message_state=f.message_state, network_error=f.network_error,
-            )  # fmt: skip
+                text,
+                receipted_message_id=f.receipted_message_id,
+                message_state=f.message_state,
+                network_error=f.network_error,
+            )
             if report is None:
                 log.warning("delivery receipt without a message id skipped: %r", text[:80])
             return report
@@ -375,6 +383,7 @@ class SmppGateway:
         elif now - self._last_rx > self.enquire_interval:
             self._send(smpp_wire.enquire_link(self._client.next_sequence()))
             self._enquire_sent = now
+            self.enquire_links += 1
 
     # -- submit ------------------------------------------------------------------------------
 
@@ -391,8 +400,9 @@ class SmppGateway:
                 raise ValueError(f"message {m.message_id}: part index out of range {pending}")
             problem = self._message_problem(m)
             if problem:
-                results.extend(PartResult(m.message_id, p, "permanent", error=problem)
-                               for p in pending)  # fmt: skip
+                results.extend(
+                    PartResult(m.message_id, p, "permanent", error=problem) for p in pending
+                )
             else:
                 todo.append(_Msg(m, deque(pending)))
         if not todo:
@@ -418,8 +428,15 @@ class SmppGateway:
                 if pid:
                     results.append(PartResult(mid, p, "accepted", pid))
                 else:  # accepted without an id: receipts could never be matched
-                    results.append(PartResult(mid, p, "accepted", f"noid-{mid}-{p + 1}",
-                                              error="SMSC returned no message_id"))
+                    results.append(
+                        PartResult(
+                            mid,
+                            p,
+                            "accepted",
+                            f"noid-{mid}-{p + 1}",
+                            error="SMSC returned no message_id",
+                        )
+                    )
             elif verdict == "accepted":  # generic_nack with status 0: malformed answer
                 verdict = "transient"
                 results.append(PartResult(mid, p, verdict, error="generic_nack"))
@@ -447,11 +464,14 @@ class SmppGateway:
                         pdu, seq = self._encode(st.msg, p)
                     except _Refused as exc:
                         self._tokens += 1
-                        results.append(PartResult(st.msg.message_id, p, "permanent",
-                                                  error=str(exc)))  # fmt: skip
+                        results.append(
+                            PartResult(st.msg.message_id, p, "permanent", error=str(exc))
+                        )
                         why = f"not sent: part {p + 1} refused ({exc})"
-                        results.extend(PartResult(st.msg.message_id, q, "permanent", error=why)
-                                       for q in st.queue)  # fmt: skip
+                        results.extend(
+                            PartResult(st.msg.message_id, q, "permanent", error=why)
+                            for q in st.queue
+                        )
                         st.queue.clear()
                         continue
                     try:
@@ -460,6 +480,8 @@ class SmppGateway:
                         st.queue.appendleft(p)
                         todo.appendleft(st)
                         raise
+                    if not inflight:  # the response timeout runs from the first request
+                        last_progress = self._clock()
                     inflight[seq] = (st, p)
                 if not inflight and (not todo or halted is not None):
                     break
@@ -479,9 +501,14 @@ class SmppGateway:
         if dropped is not None:
             for st, p in inflight.values():
                 mid = st.msg.message_id
-                results.append(PartResult(mid, p, "unknown",
-                                          error=f"no response before the connection was lost "
-                                                f"({dropped})"))  # fmt: skip
+                results.append(
+                    PartResult(
+                        mid,
+                        p,
+                        "unknown",
+                        error=f"no response before the connection was lost ({dropped})",
+                    )
+                )
                 why = f"not sent: part {p + 1} is unknown"
                 results.extend(PartResult(mid, q, "unknown", error=why) for q in st.queue)
                 st.queue.clear()
@@ -491,11 +518,11 @@ class SmppGateway:
         return results
 
     @staticmethod
-    def _finish(todo: deque[_Msg], results: list[PartResult], status: SubmitStatus,
-                error: str) -> None:  # fmt: skip
+    def _finish(
+        todo: deque[_Msg], results: list[PartResult], status: SubmitStatus, error: str
+    ) -> None:
         for st in todo:
-            results.extend(PartResult(st.msg.message_id, q, status, error=error)
-                           for q in st.queue)  # fmt: skip
+            results.extend(PartResult(st.msg.message_id, q, status, error=error) for q in st.queue)
             st.queue.clear()
         todo.clear()
 
@@ -508,8 +535,10 @@ class SmppGateway:
             if m.encoding != "GSM-7":
                 return "a shift table only applies to GSM-7"
             if m.shift_table not in self.capabilities.shift_tables:
-                return (f"shift table {m.shift_table!r} is not enabled for this SMPP account "
-                        f"(add shift={m.shift_table} to the gateway URL if the route supports it)")
+                return (
+                    f"shift table {m.shift_table!r} is not enabled for this SMPP account "
+                    f"(add shift={m.shift_table} to the gateway URL if the route supports it)"
+                )
         return None
 
     # -- encoding ----------------------------------------------------------------------------
@@ -553,9 +582,11 @@ class SmppGateway:
         except gsm_codec.GsmEncodeError as exc:
             raise _Refused(f"part {index + 1} is not GSM-7: {exc}") from None
         udh = build_udh(
-            ref=m.concat_ref if total > 1 else None, total=total, seq=index + 1,
+            ref=m.concat_ref if total > 1 else None,
+            total=total,
+            seq=index + 1,
             national_language=nli,
-        )  # fmt: skip
+        )
         if data_coding == 0:
             limit = 160 - math.ceil(len(udh) * 8 / 7)
             if len(payload) > limit:
@@ -568,16 +599,18 @@ class SmppGateway:
         try:
             pdu = smpp_wire.submit_sm(
                 seq,
-                source_addr=src, source_ton=ton, source_npi=npi,
+                source_addr=src,
+                source_ton=ton,
+                source_npi=npi,
                 destination_addr=dest,
-                dest_ton=self._opts["dest_ton"], dest_npi=self._opts["dest_npi"],
+                dest_ton=self._opts["dest_ton"],
+                dest_npi=self._opts["dest_npi"],
                 short_message=udh + payload,
                 esm_class=0x40 if udh else 0x00,
                 data_coding=data_coding,
-                registered_delivery=1 if (m.register_delivery and self.registered_delivery)
-                else 0,
+                registered_delivery=1 if (m.register_delivery and self.registered_delivery) else 0,
                 service_type=self._opts["service_type"],
-            )  # fmt: skip
+            )
         except (ValueError, UnicodeEncodeError) as exc:
             raise _Refused(str(exc)) from None
         return pdu, seq
@@ -641,15 +674,18 @@ class SmppGateway:
         batch, self._unacked = self._unacked, []
         return batch, self._generation
 
-    def _ack(self, batch: list[tuple[int, int, InboundEvent]], generation: int,
-             status: int) -> None:  # fmt: skip
+    def _ack(
+        self, batch: list[tuple[int, int, InboundEvent]], generation: int, status: int
+    ) -> None:
         if generation != self._generation or self._sock is None:
             return  # that session is gone; the SMSC will deliver these again
         try:
-            self._send(b"".join(
-                smpp_wire.deliver_sm_resp(seq, status, data_sm=cid == smpp_wire.DATA_SM)
-                for cid, seq, _ in batch
-            ))  # fmt: skip
+            self._send(
+                b"".join(
+                    smpp_wire.deliver_sm_resp(seq, status, data_sm=cid == smpp_wire.DATA_SM)
+                    for cid, seq, _ in batch
+                )
+            )
         except _Dropped as exc:
             self._lost(str(exc))
 
@@ -668,8 +704,10 @@ class SmppGateway:
 def _decode_text(data_coding: int, payload: bytes, shift: str | None) -> str:
     """Text of an MO message by data_coding (SMPP 3.4 5.2.19 / TS 23.038 section 4)."""
     dc = data_coding
-    if dc in (0, 1) or (dc & 0xF0 == 0xF0 and not dc & 0x04) or (
-        dc & 0xC0 == 0x00 and dc & 0x0C == 0x00 and dc & 0x10
+    if (
+        dc in (0, 1)
+        or (dc & 0xF0 == 0xF0 and not dc & 0x04)
+        or (dc & 0xC0 == 0x00 and dc & 0x0C == 0x00 and dc & 0x10)
     ):
         if dc == 1:
             return payload.decode("ascii", errors="replace")
@@ -677,7 +715,3 @@ def _decode_text(data_coding: int, payload: bytes, shift: str | None) -> str:
     if dc == 8 or (dc & 0xC0 == 0x00 and dc & 0x0C == 0x08):
         return payload.decode("utf-16-be", errors="replace")
     return payload.decode("latin-1")
-
-
-def build(config: GatewayConfig, password: Secret, **kwargs: Any) -> SmppGateway:
-    return SmppGateway(config, password, **kwargs)

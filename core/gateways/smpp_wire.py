@@ -50,14 +50,16 @@ STATUS_NAMES: dict[int, str] = {
 
 #: Refusals worth retrying later: the provider is busy or had a hiccup.
 THROTTLE_STATUSES = frozenset({ESME_RTHROTTLED, ESME_RMSGQFUL})
-TRANSIENT_STATUSES = frozenset({
-    ESME_RSYSERR,
-    0x04,  # ESME_RINVBNDSTS: not bound (yet/any more); a new bind fixes it
-    0x45,  # ESME_RSUBMITFAIL: generic submit failure, usually temporary
-    ESME_RX_T_APPN,
-    0xFE,  # ESME_RDELIVERYFAILURE
-    0xFF,  # ESME_RUNKNOWNERR
-})  # fmt: skip
+TRANSIENT_STATUSES = frozenset(
+    {
+        ESME_RSYSERR,
+        0x04,  # ESME_RINVBNDSTS: not bound (yet/any more); a new bind fixes it
+        0x45,  # ESME_RSUBMITFAIL: generic submit failure, usually temporary
+        ESME_RX_T_APPN,
+        0xFE,  # ESME_RDELIVERYFAILURE
+        0xFF,  # ESME_RUNKNOWNERR
+    }
+)
 
 
 def status_text(status: int) -> str:
@@ -129,18 +131,20 @@ def submit_sm(
     """A complete submit_sm PDU. Raises ValueError for a field SMPP cannot carry."""
     if len(short_message) > 254:
         raise ValueError(f"short_message of {len(short_message)} octets exceeds 254")
-    body = b"".join((
-        _cstr(service_type, 6, "service_type"),
-        bytes((source_ton, source_npi)),
-        _cstr(source_addr, 21, "source address"),
-        bytes((dest_ton, dest_npi)),
-        _cstr(destination_addr, 21, "destination address"),
-        bytes((esm_class, 0, 0)),  # esm_class, protocol_id, priority_flag
-        b"\0",  # schedule_delivery_time: immediate
-        _cstr(validity_period, 17, "validity_period"),
-        bytes((registered_delivery, 0, data_coding, 0, len(short_message))),
-        short_message,
-    ))  # fmt: skip
+    body = b"".join(
+        (
+            _cstr(service_type, 6, "service_type"),
+            bytes((source_ton, source_npi)),
+            _cstr(source_addr, 21, "source address"),
+            bytes((dest_ton, dest_npi)),
+            _cstr(destination_addr, 21, "destination address"),
+            bytes((esm_class, 0, 0)),  # esm_class, protocol_id, priority_flag
+            b"\0",  # schedule_delivery_time: immediate
+            _cstr(validity_period, 17, "validity_period"),
+            bytes((registered_delivery, 0, data_coding, 0, len(short_message))),
+            short_message,
+        )
+    )
     return _HEADER.pack(16 + len(body), SUBMIT_SM, 0, sequence) + body
 
 
@@ -195,16 +199,20 @@ def parse_receipt_date(value: str | None) -> datetime | None:
     if not value or not value.isdigit() or len(value) not in (10, 12):
         return None
     try:
-        return datetime.strptime(value, "%y%m%d%H%M%S" if len(value) == 12 else "%y%m%d%H%M"
-                                 ).replace(tzinfo=UTC)  # fmt: skip
+        return datetime.strptime(
+            value, "%y%m%d%H%M%S" if len(value) == 12 else "%y%m%d%H%M"
+        ).replace(tzinfo=UTC)
     except ValueError:
         return None
 
 
 def delivery_report(
-    text: str, *, receipted_message_id: str | None = None, message_state: int | None = None,
+    text: str,
+    *,
+    receipted_message_id: str | None = None,
+    message_state: int | None = None,
     network_error: bytes | None = None,
-) -> DeliveryReport | None:  # fmt: skip
+) -> DeliveryReport | None:
     """A DeliveryReport from a receipt's text and TLVs (TLVs win), or None without an id."""
     fields = parse_receipt_text(text)
     provider_id = (receipted_message_id or "").strip("\0 ").strip() or fields.get("id")
