@@ -422,7 +422,7 @@ def _to_arrow(values: Any, labels: pd.Index) -> tuple[pa.Array, dict[int, str]]:
     odd: dict[int, str] = {}
     try:
         arr = pa.array(values, type=pa.large_string(), from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, UnicodeError):
+    except (pa.ArrowException, UnicodeError):
         clean: list[str] = []
         for pos, v in enumerate(values):
             if _is_missing(v):

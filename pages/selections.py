@@ -171,8 +171,8 @@ def _condition_row(cond: dict[str, Any], fields: list[str], columns: dict[str, s
             st.rerun()
 
 
-def _builder(database: str, columns: dict[str, str], user_columns: list[str]) -> dict | None:
-    """Draw the condition builder; returns the spec it shows (None: edit as JSON only)."""
+def _builder(database: str, columns: dict[str, str], user_columns: list[str]) -> dict:
+    """Draw the condition builder; returns the spec it shows."""
     model = SS.get("sb_model")
     ver = SS.get("sb_ver", 0)
     if model is None:
@@ -475,7 +475,6 @@ with edit_col:
                f"New mini-selection of {parent}" if parent else "New selection")
     st.subheader(heading)
     spec = _builder(database, info.columns, info.user_columns)
-    assert spec is not None
     _json_editor(spec)
     _count_and_sample(database, pick, parent, spec)
     if pick == NEW:

@@ -65,6 +65,7 @@ COLUMNS: dict[str, str] = {
 
 NAN = float("nan")
 D, T = date, datetime
+# fmt: off
 ROWS: list[tuple[Any, ...]] = [
     # id, city, age, score, age_text, birth, seen, vip, joined_text,
     # _e164, _country, _number_type, _phone_status, then the odd columns
@@ -86,6 +87,7 @@ ROWS: list[tuple[Any, ...]] = [
     (8, "  \t ", 29, None, "0x1F", D(1996, 2, 29), T(2023, 2, 28), None, "31-01-2024",
      None, None, None, None, None, None, None, None, None, None),
 ]
+# fmt: on
 ALL_IDS = {1, 2, 3, 4, 5, 6, 7, 8}
 
 HISTORY = [
@@ -111,9 +113,7 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Iterator[duckdb.DuckDBPyConn
     con.execute(
         "CREATE TABLE contacts (" + ", ".join(f"{q(n)} {t}" for n, t in COLUMNS.items()) + ")"
     )
-    con.executemany(
-        "INSERT INTO contacts VALUES (" + ", ".join("?" * len(COLUMNS)) + ")", ROWS
-    )
+    con.executemany("INSERT INTO contacts VALUES (" + ", ".join("?" * len(COLUMNS)) + ")", ROWS)
     con.execute(
         "CREATE TABLE history (e164 VARCHAR, mailing_id BIGINT, status VARCHAR, "
         "replied_stop BOOLEAN)"
@@ -256,8 +256,12 @@ OPERATOR_CASES: list[tuple[dict[str, Any], set[int]]] = [
     ({"all": [{"any": []}]}, set()),
     ({"any": [{"all": []}, c("age", "gt", 1000)]}, ALL_IDS),
     (
-        {"all": [c("city", "contains", "dam"),
-                 {"any": [c("age", "gt", 40), c("vip", "eq", True)]}]},
+        {
+            "all": [
+                c("city", "contains", "dam"),
+                {"any": [c("age", "gt", 40), c("vip", "eq", True)]},
+            ]
+        },
         {1, 2, 6},
     ),
     ({"any": [c("_country", "eq", "BE"), c("_sms", "delivered", 2)]}, {3, 6}),
@@ -268,7 +272,9 @@ OPERATOR_CASES: list[tuple[dict[str, Any], set[int]]] = [
     ("spec", "expected"), OPERATOR_CASES, ids=[json.dumps(s)[:70] for s, _ in OPERATOR_CASES]
 )
 def test_operator_returns_the_expected_rows_in_duckdb_and_pandas(
-    db: duckdb.DuckDBPyConnection, frames: tuple[pd.DataFrame, pd.DataFrame], spec: Any,
+    db: duckdb.DuckDBPyConnection,
+    frames: tuple[pd.DataFrame, pd.DataFrame],
+    spec: Any,
     expected: set[int],
 ) -> None:
     assert sql_ids(db, spec) == expected
@@ -309,7 +315,9 @@ def test_conditions_are_two_valued_so_not_is_the_exact_complement(
     ],
 )
 def test_birthday_on_29_february_is_celebrated_on_28_february_in_common_years(
-    db: duckdb.DuckDBPyConnection, frames: tuple[pd.DataFrame, pd.DataFrame], today: date,
+    db: duckdb.DuckDBPyConnection,
+    frames: tuple[pd.DataFrame, pd.DataFrame],
+    today: date,
     expected: set[int],
 ) -> None:
     spec = c("birth", "birthday_today")
@@ -318,11 +326,41 @@ def test_birthday_on_29_february_is_celebrated_on_28_february_in_common_years(
 
 
 TRICKY_TEXTS = [
-    "2024-01-31", " 2024-1-5", "2024-01-05\n", "2024-01-05T10:00", "2024-01-05 10:00", "\t2024-01-05",
-    "2024-01-05x", "2024/01/05", "2024.01.05", "20240105", "12024-01-01", "-2024-01-01",
-    "infinity", "0000-02-29", "0001-02-29", "2023-02-29", "2024-13-01", "31-01-2024",
-    "12", " 12 ", "\n12\t", "+5", "-0", ".5", "5.", "1e3", "1E+05", "1e400", "0x1F", "1_000",
-    "nan", "inf", "1 2", "", None,
+    "2024-01-31",
+    " 2024-1-5",
+    "2024-01-05\n",
+    "2024-01-05T10:00",
+    "2024-01-05 10:00",
+    "\t2024-01-05",
+    "2024-01-05x",
+    "2024/01/05",
+    "2024.01.05",
+    "20240105",
+    "12024-01-01",
+    "-2024-01-01",
+    "infinity",
+    "0000-02-29",
+    "0001-02-29",
+    "2023-02-29",
+    "2024-13-01",
+    "31-01-2024",
+    "12",
+    " 12 ",
+    "\n12\t",
+    "+5",
+    "-0",
+    ".5",
+    "5.",
+    "1e3",
+    "1E+05",
+    "1e400",
+    "0x1F",
+    "1_000",
+    "nan",
+    "inf",
+    "1 2",
+    "",
+    None,
 ]
 
 
@@ -332,22 +370,45 @@ def test_tricky_texts_read_as_dates_and_numbers_identically_on_both_sides() -> N
     columns = {"id": "BIGINT", "v": "VARCHAR"}
     con = duckdb.connect()
     found = {}
-    for spec in (c("v", "ge", "0001-01-01"), c("v", "lt", -1e300), c("v", "gt", -1e300),
-                 c("v", "birthday_today"), c("v", "within_last_days", 10000)):
+    for spec in (
+        c("v", "ge", "0001-01-01"),
+        c("v", "lt", -1e300),
+        c("v", "gt", -1e300),
+        c("v", "birthday_today"),
+        c("v", "within_last_days", 10000),
+    ):
         where, params = compile_spec(spec, columns, today=date(2024, 1, 5))
         in_sql = {r[0] for r in con.execute(f"SELECT id FROM df WHERE {where}", params).fetchall()}
         mask = filter_frame(df, spec, columns, today=date(2024, 1, 5))
         assert set(df.loc[mask, "id"]) == in_sql, spec
         found[spec["op"]] = {TRICKY_TEXTS[i] for i in in_sql}
     assert found["ge"] == {
-        "2024-01-31", " 2024-1-5", "2024-01-05\n", "2024-01-05T10:00", "2024-01-05 10:00",
+        "2024-01-31",
+        " 2024-1-5",
+        "2024-01-05\n",
+        "2024-01-05T10:00",
+        "2024-01-05 10:00",
         "\t2024-01-05",
     }
     assert found["gt"] == {
-        "12", " 12 ", "\n12\t", "+5", "-0", ".5", "5.", "1e3", "1E+05", "1e400", "20240105"
+        "12",
+        " 12 ",
+        "\n12\t",
+        "+5",
+        "-0",
+        ".5",
+        "5.",
+        "1e3",
+        "1E+05",
+        "1e400",
+        "20240105",
     }
     assert found["birthday_today"] == {
-        " 2024-1-5", "2024-01-05\n", "2024-01-05T10:00", "2024-01-05 10:00", "\t2024-01-05",
+        " 2024-1-5",
+        "2024-01-05\n",
+        "2024-01-05T10:00",
+        "2024-01-05 10:00",
+        "\t2024-01-05",
     }
 
 
@@ -447,13 +508,33 @@ def test_case_insensitive_matching_uses_simple_lowercase_on_both_sides(
     assert set(df.loc[filter_frame(df, spec, columns), "id"]) == expected
 
 
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        (r"\d", {3}),  # ASCII digits only: Arabic-Indic ٣ is not \d in RE2 nor with re.ASCII
+        (r"^\w+$", {3, 4}),  # é is not a word character in RE2's \w
+        (r"\bm", {1}),
+        ("é", {0}),
+        ("(?i)ABC", {4}),
+        ("^$", {5}),
+    ],
+)
+def test_regex_classes_are_ascii_on_both_sides(pattern: str, expected: set[int]) -> None:
+    words = ["café", "la mer", "٣", "a1", "abc", "", None]
+    df = pd.DataFrame({"id": range(len(words)), "w": pd.Series(words, dtype="str")})
+    columns = {"id": "BIGINT", "w": "VARCHAR"}
+    spec = c("w", "regex", pattern)
+    where, params = compile_spec(spec, columns)
+    con = duckdb.connect()
+    rows = con.execute(f"SELECT id FROM df WHERE {where}", params).fetchall()
+    assert {r[0] for r in rows} == expected
+    assert set(df.loc[filter_frame(df, spec, columns), "id"]) == expected
+
+
 def test_lowercasing_agrees_between_duckdb_and_the_oracle_on_every_known_character() -> None:
     """DuckDB's lower() and pyarrow's utf8_lower() both use utf8proc's simple mapping;
     only characters unknown to this Python's Unicode database may differ."""
-    cps = [
-        cp for cp in range(0x110000)
-        if unicodedata.category(chr(cp)) not in ("Cn", "Cs", "Co")
-    ]
+    cps = [cp for cp in range(0x110000) if unicodedata.category(chr(cp)) not in ("Cn", "Cs", "Co")]
     chars = pa.table({"i": pa.array(cps), "ch": pa.array([chr(cp) for cp in cps])})
     con = duckdb.connect()
     duck = con.sql("SELECT lower(ch) AS l FROM chars ORDER BY i").to_arrow_table().column("l")
@@ -473,7 +554,10 @@ def test_describe_reads_like_a_sentence() -> None:
             {"any": [c("age", "gt", 30), c("customer_type", "in", ["gold", "silver"])]},
         ]
     }
-    assert describe(spec) == 'city contains "dam" and (age > 30 or customer_type is one of gold, silver)'
+    assert (
+        describe(spec)
+        == 'city contains "dam" and (age > 30 or customer_type is one of gold, silver)'
+    )
 
 
 @pytest.mark.parametrize(
@@ -586,12 +670,18 @@ def _deep(levels: int) -> dict[str, Any]:
     [
         (5, "spec", "expected a condition"),
         ("{not json", "spec", "not valid JSON"),
-        ({"all": [c("city", "eq", "x"), c("citty", "eq", "x")]}, "all[1].field",
-         "unknown field 'citty' (did you mean 'city'"),
+        (
+            {"all": [c("city", "eq", "x"), c("citty", "eq", "x")]},
+            "all[1].field",
+            "unknown field 'citty' (did you mean 'city'",
+        ),
         (c("CITY", "eq", "x"), "field", "did you mean 'city'"),
         ({"any": [c("city", "contain", "x")]}, "any[0].op", "did you mean 'contains'"),
-        ({"all": [{"field": "city", "op": "eq", "vale": "x"}]}, "all[0].vale",
-         "did you mean 'value'"),
+        (
+            {"all": [{"field": "city", "op": "eq", "vale": "x"}]},
+            "all[0].vale",
+            "did you mean 'value'",
+        ),
         ({"all": [], "any": []}, "spec", "exactly one key"),
         ({"all": "city"}, "all", "a list"),
         ({"all": [{"any": [5]}]}, "all[0].any[0]", "expected a condition"),
@@ -686,14 +776,52 @@ PROP_TYPES = {
     "_e164": "VARCHAR",
 }
 ARROW_TYPES = {
-    "BIGINT": pa.int64(), "VARCHAR": pa.string(), "DOUBLE": pa.float64(), "DATE": pa.date32(),
-    "TIMESTAMP": pa.timestamp("us"), "BOOLEAN": pa.bool_(),
+    "BIGINT": pa.int64(),
+    "VARCHAR": pa.string(),
+    "DOUBLE": pa.float64(),
+    "DATE": pa.date32(),
+    "TIMESTAMP": pa.timestamp("us"),
+    "BOOLEAN": pa.bool_(),
 }
-NUMBERS = ["2024-01-31", " 2024-1-5", "2023-02-29", "2024-02-29T10:00", "2024-01-31 x",
-           "2024/01/05", "12024-01-01", "-2024-01-01", "infinity", "0000-02-29",
-           "12", " 3.5 ", "1e3", "-0", "+7", ".5", "5.", "1e400", "00012", "0x1F", "1_000"]
-WORDS = ["", "  ", "\t", " \t ", "abc", "DAM", "Amsterdam", "ΟΔΟΣ", "aΣ", "xİ", "İstanbul",
-         "straße", "50%", "a_b"]
+NUMBERS = [
+    "2024-01-31",
+    " 2024-1-5",
+    "2023-02-29",
+    "2024-02-29T10:00",
+    "2024-01-31 x",
+    "2024/01/05",
+    "12024-01-01",
+    "-2024-01-01",
+    "infinity",
+    "0000-02-29",
+    "12",
+    " 3.5 ",
+    "1e3",
+    "-0",
+    "+7",
+    ".5",
+    "5.",
+    "1e400",
+    "00012",
+    "0x1F",
+    "1_000",
+]
+WORDS = [
+    "",
+    "  ",
+    "\t",
+    " \t ",
+    "abc",
+    "DAM",
+    "Amsterdam",
+    "ΟΔΟΣ",
+    "aΣ",
+    "xİ",
+    "İstanbul",
+    "straße",
+    "50%",
+    "a_b",
+]
 ALPHABET = "aAbBdDmM 0123456789-.:+eET%_İßΣσé\t"
 PHONES = ["+31600000001", "+31600000002", "+31600000003", "", None]
 REGEXES = ["^a", "b$", "[0-9]+", "a|Z", "^$", r"\d{2}", "e.", r"\s", "(?i)dam", "^.{3}$", "İ"]
@@ -721,9 +849,11 @@ def frames_strategy(draw: st.DrawFn) -> pa.Table:
         "n": column(prop_ints),
         "f": column(prop_floats),
         "d": column(prop_dates),
-        "ts": column(st.builds(
-            datetime.combine, prop_dates, st.times().map(lambda t: t.replace(microsecond=0))
-        )),
+        "ts": column(
+            st.builds(
+                datetime.combine, prop_dates, st.times().map(lambda t: t.replace(microsecond=0))
+            )
+        ),
         "b": column(st.booleans()),
         "_e164": [draw(st.sampled_from(PHONES)) for _ in range(n)],
     }
@@ -734,10 +864,21 @@ history_strategy = st.lists(
     st.tuples(
         st.sampled_from(PHONES),
         st.one_of(st.none(), st.integers(1, 3)),
-        st.one_of(st.none(), st.sampled_from(
-            ["queued", "submitted", "delivered", "undelivered", "failed", "expired",
-             "unknown", "skipped"]
-        )),
+        st.one_of(
+            st.none(),
+            st.sampled_from(
+                [
+                    "queued",
+                    "submitted",
+                    "delivered",
+                    "undelivered",
+                    "failed",
+                    "expired",
+                    "unknown",
+                    "skipped",
+                ]
+            ),
+        ),
         st.one_of(st.none(), st.booleans()),
     ),
     max_size=6,
@@ -752,34 +893,60 @@ iso = prop_dates.map(date.isoformat)
 number_values = st.one_of(prop_ints, st.sampled_from([0.5, -0.0, 3.0, 12.0, 1e10, 2.25]))
 VALUES: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     "text": {
-        "eq": texts, "ne": texts, "in": st.lists(texts, max_size=3),
+        "eq": texts,
+        "ne": texts,
+        "in": st.lists(texts, max_size=3),
         "not_in": st.lists(texts, max_size=3),
         "contains": st.text(ALPHABET, min_size=1, max_size=3),
         "starts_with": st.text(ALPHABET, min_size=1, max_size=3),
         "ends_with": st.text(ALPHABET, min_size=1, max_size=3),
-        "gt": st.one_of(number_values, iso), "ge": st.one_of(number_values, iso),
-        "lt": st.one_of(number_values, iso), "le": st.one_of(number_values, iso),
-        "between": st.one_of(_pair(number_values), _pair(prop_dates).map(
-            lambda p: [d.isoformat() for d in p])),
-        "empty": st.none(), "not_empty": st.none(), "birthday_today": st.none(),
-        "regex": st.sampled_from(REGEXES), "within_last_days": st.integers(0, 4000),
+        "gt": st.one_of(number_values, iso),
+        "ge": st.one_of(number_values, iso),
+        "lt": st.one_of(number_values, iso),
+        "le": st.one_of(number_values, iso),
+        "between": st.one_of(
+            _pair(number_values), _pair(prop_dates).map(lambda p: [d.isoformat() for d in p])
+        ),
+        "empty": st.none(),
+        "not_empty": st.none(),
+        "birthday_today": st.none(),
+        "regex": st.sampled_from(REGEXES),
+        "within_last_days": st.integers(0, 4000),
     },
     "number": {
-        "eq": number_values, "ne": number_values, "in": st.lists(number_values, max_size=3),
-        "not_in": st.lists(number_values, max_size=3), "gt": number_values,
-        "ge": number_values, "lt": number_values, "le": number_values,
-        "between": _pair(number_values), "empty": st.none(), "not_empty": st.none(),
+        "eq": number_values,
+        "ne": number_values,
+        "in": st.lists(number_values, max_size=3),
+        "not_in": st.lists(number_values, max_size=3),
+        "gt": number_values,
+        "ge": number_values,
+        "lt": number_values,
+        "le": number_values,
+        "between": _pair(number_values),
+        "empty": st.none(),
+        "not_empty": st.none(),
     },
     "date": {
-        "eq": iso, "ne": iso, "in": st.lists(iso, max_size=3),
-        "not_in": st.lists(iso, max_size=3), "gt": iso, "ge": iso, "lt": iso, "le": iso,
+        "eq": iso,
+        "ne": iso,
+        "in": st.lists(iso, max_size=3),
+        "not_in": st.lists(iso, max_size=3),
+        "gt": iso,
+        "ge": iso,
+        "lt": iso,
+        "le": iso,
         "between": _pair(prop_dates).map(lambda p: [d.isoformat() for d in p]),
-        "empty": st.none(), "not_empty": st.none(), "birthday_today": st.none(),
+        "empty": st.none(),
+        "not_empty": st.none(),
+        "birthday_today": st.none(),
         "within_last_days": st.integers(0, 4000),
     },
     "bool": {
-        "eq": st.booleans(), "ne": st.booleans(), "in": st.lists(st.booleans(), max_size=2),
-        "not_in": st.lists(st.booleans(), max_size=2), "empty": st.none(),
+        "eq": st.booleans(),
+        "ne": st.booleans(),
+        "in": st.lists(st.booleans(), max_size=2),
+        "not_in": st.lists(st.booleans(), max_size=2),
+        "empty": st.none(),
         "not_empty": st.none(),
     },
     "sms": {
@@ -790,8 +957,15 @@ VALUES: dict[str, dict[str, st.SearchStrategy[Any]]] = {
     },
 }
 FIELD_KINDS = {
-    "s": "text", 'we"ird col': "text", "_e164": "text", "n": "number", "f": "number",
-    "d": "date", "ts": "date", "b": "bool", "_sms": "sms",
+    "s": "text",
+    'we"ird col': "text",
+    "_e164": "text",
+    "n": "number",
+    "f": "number",
+    "d": "date",
+    "ts": "date",
+    "b": "bool",
+    "_sms": "sms",
 }
 
 
@@ -865,8 +1039,12 @@ def test_each_operator_agrees_between_pandas_and_duckdb(
     scratch: duckdb.DuckDBPyConnection, op: str
 ) -> None:
     @settings(max_examples=15, deadline=None)
-    @given(table=frames_strategy(), history=history_strategy, spec=condition_strategy(op),
-           today=today_strategy)
+    @given(
+        table=frames_strategy(),
+        history=history_strategy,
+        spec=condition_strategy(op),
+        today=today_strategy,
+    )
     def check(table: pa.Table, history: list[tuple], spec: Any, today: date) -> None:
         _check_same_rows(scratch, table, history, spec, today)
 
@@ -876,18 +1054,30 @@ def test_each_operator_agrees_between_pandas_and_duckdb(
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(table=frames_strategy(), history=history_strategy, spec=spec_strategy, today=today_strategy)
 def test_pandas_oracle_and_duckdb_select_the_same_rows_for_nested_specs(
-    scratch: duckdb.DuckDBPyConnection, table: pa.Table, history: list[tuple], spec: Any,
+    scratch: duckdb.DuckDBPyConnection,
+    table: pa.Table,
+    history: list[tuple],
+    spec: Any,
     today: date,
 ) -> None:
     _check_same_rows(scratch, table, history, spec, today)
 
 
 @settings(max_examples=50, deadline=None)
-@given(table=frames_strategy(), history=history_strategy, parent=spec_strategy,
-       child=spec_strategy, today=today_strategy)
+@given(
+    table=frames_strategy(),
+    history=history_strategy,
+    parent=spec_strategy,
+    child=spec_strategy,
+    today=today_strategy,
+)
 def test_a_mini_selection_is_a_subset_of_its_parent(
-    scratch: duckdb.DuckDBPyConnection, table: pa.Table, history: list[tuple], parent: Any,
-    child: Any, today: date,
+    scratch: duckdb.DuckDBPyConnection,
+    table: pa.Table,
+    history: list[tuple],
+    parent: Any,
+    child: Any,
+    today: date,
 ) -> None:
     _load(scratch, table, history)
     both = _rows(scratch, *compile_chain([parent, child], PROP_TYPES, today=today))
