@@ -21,7 +21,8 @@ reconciliation compare against). Both sides follow one set of rules, written dow
   compare by calendar day.
 * ``contains``/``starts_with``/``ends_with`` ignore case using Unicode *simple* lowercase
   mapping (utf8proc: DuckDB's ``lower`` and pyarrow's ``utf8_lower``), so 'İ' → 'i' and a
-  final 'Σ' → 'σ' on both sides. Characters first assigned in Unicode 16 may differ.
+  final 'Σ' → 'σ' on both sides (ß stays ß: no full case folding). Characters newer than
+  Python 3.11's Unicode database (14.0) may lowercase differently.
 * ``birthday_today``: month and day equal today's; a 29 February birthday is celebrated on
   28 February in years without one. ``within_last_days`` N: the date lies in
   [today − N days, today]; future dates do not match.
@@ -30,7 +31,10 @@ reconciliation compare against). Both sides follow one set of rules, written dow
   common subset: ``(?i)`` folds only ASCII letters in Python, ``\\s`` also matches vertical
   tab in Python, and Python's ``$`` also matches before a final newline.
 * ``_sms`` conditions look up the ``sms_history`` view by the contact's ``_e164``; contacts
-  without a number (NULL or empty) never match.
+  without a number (NULL or empty) never match. ``received`` N: the contact was a recipient
+  of mailing N (any status but ``skipped``); ``delivered``: status delivered; ``failed``:
+  failed, undelivered or expired; ``replied_stop``: replied_stop is true. A null mailing id
+  means any mailing.
 
 Operators live in `OPERATORS`, one small object each (after datasette's filters.py): SQL
 template with bound parameters, pandas evaluation, human label, value kind and the column
@@ -65,7 +69,9 @@ __all__ = [
     "compile_spec",
     "describe",
     "filter_frame",
+    "frame_columns",
     "operators_for",
+    "quote_identifier",
     "validate_spec",
 ]
 
@@ -83,24 +89,15 @@ WHITESPACE = " \t\n\r\f\v\u00a0"
 # Text read as a number / a date. Written with explicit ASCII classes so RE2 (DuckDB,
 # pyarrow) and Python's re accept exactly the same strings.
 NUMBER_TEXT_RE = r"^[ \t\r\n]*[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?[ \t\r\n]*$"
-DATE_TEXT_RE = r"^[ \t\r\n]*([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})(?:$|[ \t\r\nT])"
-_DATE_TEXT_SQL_RE = r"^[ \t\r\n]*([0-9]{4}-[0-9]{1,2}-[0-9]{1,2})(?:$|[ \t\r\nT])"
+_DATE_HEAD, _DATE_TAIL = r"^[ \t\r\n]*", r"(?:$|[ \t\r\nT])"
+DATE_TEXT_RE = _DATE_HEAD + r"(?P<y>[0-9]{4})-(?P<m>[0-9]{1,2})-(?P<d>[0-9]{1,2})" + _DATE_TAIL
+_DATE_TEXT_SQL_RE = _DATE_HEAD + r"([0-9]{4}-[0-9]{1,2}-[0-9]{1,2})" + _DATE_TAIL
 _ISO_DATE_VALUE = re.compile(r"([0-9]{4})-([0-9]{1,2})-([0-9]{1,2})")
 _NUMBER_VALUE = re.compile(r"[+-]?([0-9]+[.]?[0-9]*|[.][0-9]+)([eE][+-]?[0-9]+)?")
 _INT_VALUE = re.compile(r"[+-]?[0-9]+")
 _INT64 = (-(2**63), 2**63 - 1)
 _EPOCH = date(1970, 1, 1)
 
-HISTORY_STATUSES = (
-    "queued",
-    "submitted",
-    "delivered",
-    "undelivered",
-    "failed",
-    "expired",
-    "unknown",
-    "skipped",
-)
 FAILED_STATUSES = ("failed", "undelivered", "expired")
 
 
@@ -501,9 +498,7 @@ def _date_days(series: pd.Series, kind: Kind) -> pd.Series:
 
 
 def _civil_text_days(series: pd.Series) -> pd.Series:
-    arr = _arrow(series)
-    pattern = r"^[ \t\r\n]*(?P<y>[0-9]{4})-(?P<m>[0-9]{1,2})-(?P<d>[0-9]{1,2})(?:$|[ \t\r\nT])"
-    parts = pc.extract_regex(arr, pattern)
+    parts = pc.extract_regex(_arrow(series), DATE_TEXT_RE)
     if isinstance(parts, pa.ChunkedArray):
         parts = parts.combine_chunks()
     valid = np.asarray(parts.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
@@ -519,6 +514,8 @@ def _civil_text_days(series: pd.Series) -> pd.Series:
 def _number_series(series: pd.Series, kind: Kind) -> pd.Series:
     if kind == "text":
         return _text_to_number(series)
+    if pd.api.types.is_unsigned_integer_dtype(series.dtype):
+        return series.astype("UInt64")
     if pd.api.types.is_integer_dtype(series.dtype):
         return series.astype("Int64")
     return pd.to_numeric(series, errors="coerce").astype("Float64")
@@ -570,9 +567,12 @@ _SMS_KINDS = frozenset({"sms"})
 class Operator:
     """One operator: everything the compiler, the oracle and the page need to know.
 
+    ``key`` is the spec's ``op``; ``label`` what the condition builder shows ("is empty").
     ``value_kind``: none (no value), single, list, pair (``[low, high]``), or int (a
     whole number; ``value_optional`` allows null, meaning "any mailing").
     ``kinds``: the column kinds (see `column_kind`) the operator applies to.
+    ``sql(term, ctx)`` gives the SQL fragment and its bound parameters, ``frame(term, ctx)``
+    the pandas evaluation (a boolean Series), ``human(field, value)`` the sentence part.
     """
 
     key: str
@@ -806,6 +806,9 @@ def _history_frame(term: Term, ctx: FrameContext) -> pd.Series:
     if ctx.history is None:
         raise SelectionError("field", "_sms conditions need the history frame (history=...)")
     h = ctx.history
+    missing = [c for c in ("e164", "mailing_id", "status", "replied_stop") if c not in h.columns]
+    if missing:
+        raise SelectionError("field", f"the history frame lacks {', '.join(missing)}")
     e164 = _text_series(h["e164"])
     keep = _fill(e164 != "", False)
     status = _text_series(h["status"])
@@ -1329,20 +1332,21 @@ def frame_columns(df: pd.DataFrame) -> dict[str, str]:
     return out
 
 
-def _evaluate(node: Mapping[str, Any], columns: Mapping[str, str], ctx: FrameContext) -> pd.Series:
-    index = ctx.frame.index
+def _evaluate(node: Mapping[str, Any], columns: Mapping[str, str], ctx: FrameContext) -> np.ndarray:
+    """The rows a (normalised) node selects, as a numpy mask (positional, index-free)."""
+    rows = len(ctx.frame)
     if "all" in node:
-        result = pd.Series(True, index=index)
+        result = np.ones(rows, dtype=bool)
         for child in node["all"]:
             result &= _evaluate(child, columns, ctx)
         return result
     if "any" in node:
-        result = pd.Series(False, index=index)
+        result = np.zeros(rows, dtype=bool)
         for child in node["any"]:
             result |= _evaluate(child, columns, ctx)
         return result
     term = _term(node, columns)
-    return term.op.frame(term, ctx).astype(bool)
+    return term.op.frame(term, ctx).to_numpy(dtype=bool)
 
 
 def filter_frame(
@@ -1362,8 +1366,7 @@ def filter_frame(
     cols = dict(columns) if columns is not None else frame_columns(df)
     normal = validate_spec(spec, cols)
     ctx = FrameContext(today or date.today(), df, history)
-    result = _evaluate(normal, cols, ctx)
-    return pd.Series(result.to_numpy(dtype=bool), index=df.index)
+    return pd.Series(_evaluate(normal, cols, ctx), index=df.index)
 
 
 def _describe(node: Mapping[str, Any], top: bool) -> str:

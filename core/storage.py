@@ -255,6 +255,31 @@ MIGRATIONS: list[tuple[int, str]] = [
         ) r ON r.e164 = s.e164 AND r.mailing_id = s.mailing_id;
         """,
     ),
+    (
+        3,
+        """
+        -- Statistics: each mailing's messages counted per status, country, reason and parts
+        -- (a few hundred rows per mailing), so the overall statistics read thousands of rows
+        -- instead of joining millions. core.stats recomputes a mailing's rows when its
+        -- number of message_events or its state differs from the version they were made at.
+        CREATE TABLE stats_rollup (
+            mailing_id BIGINT NOT NULL,
+            status VARCHAR NOT NULL,
+            country VARCHAR NOT NULL,                  -- 'unknown' when the number had none
+            reason VARCHAR,                            -- failures, unknown and skipped only
+            parts INTEGER NOT NULL,
+            parts_submitted INTEGER NOT NULL,
+            parts_delivered INTEGER NOT NULL,
+            messages BIGINT NOT NULL
+        );
+        CREATE TABLE stats_rollup_version (
+            mailing_id BIGINT NOT NULL,
+            events BIGINT NOT NULL,
+            state VARCHAR NOT NULL,
+            computed_at TIMESTAMP NOT NULL
+        );
+        """,
+    ),
 ]
 
 

@@ -1101,3 +1101,11 @@ def _values(spec: dict[str, Any]) -> Iterator[Any]:
     for cond in _conditions(spec):
         value = cond.get("value")
         yield from value if isinstance(value, list) else [value]
+
+
+def test_filter_frame_keeps_any_index_even_with_duplicate_labels() -> None:
+    df = pd.DataFrame({"a": [1, 2, 3], "b": ["x", None, "y"]}, index=["k", "k", "z"])
+    spec = {"any": [c("a", "gt", 2), c("b", "empty")]}
+    mask = filter_frame(df, spec)
+    assert mask.index.tolist() == ["k", "k", "z"]
+    assert mask.tolist() == [False, True, True]
