@@ -361,13 +361,32 @@ class PlanMixin:
                 f"Nobody would receive this mailing now ({plan.target_label} has no recipient "
                 "left after the reconciliation and the parts limit)."
             )
-        mailing_id = int(self.create_mailing(  # type: ignore[attr-defined]
-            sender=plan.sender, body=plan.body, selection=plan.selection,
-            database=None if plan.selection else plan.database, document=plan.document,
-            at=when, split_max_parts=plan.split_max_parts, accept_rules=True,
-        ))
-        self.save_estimate(mailing_id, plan)
+        from core.mailings import _launch_lock
+
+        # Under the launch lock: the scheduler must not start the mailing between the
+        # insert and the estimate (two writes to one row in two transactions conflict).
+        with _launch_lock(self.storage):
+            mailing_id = int(self.create_mailing(  # type: ignore[attr-defined]
+                sender=plan.sender, body=plan.body, selection=plan.selection,
+                database=None if plan.selection else plan.database, document=plan.document,
+                at=when, split_max_parts=plan.split_max_parts, accept_rules=True,
+            ))
+            self.save_estimate(mailing_id, plan)
         return mailing_id
+
+    def mailing_skipped(self, mailing_id: int, *, limit: int | None = 500) -> pd.DataFrame:
+        """The recipients a started mailing skipped, with the reason (first `limit`, in
+        snapshot order): the "listed" half of "skipped and listed, never truncated"."""
+        self.get_mailing(mailing_id)  # type: ignore[attr-defined]  # NotFound for a bad id
+        sql = (
+            "SELECT contact_key, e164, country, parts, encoding, reason FROM message_status "
+            "WHERE mailing_id = ? AND status = 'skipped' ORDER BY message_id"
+        )
+        params: list[Any] = [int(mailing_id)]
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return self.storage.df(sql, params)
 
     def save_estimate(self, mailing_id: int, plan: MailingPlan | None) -> None:
         """Store (or clear, with None) the estimate a mailing is later compared against."""

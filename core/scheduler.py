@@ -21,7 +21,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +53,8 @@ def _launch_lock(storage: Storage) -> threading.Lock:
 class Scheduler:
     """Starts due mailings; `tick()` is the whole job, so tests call it with their own clock."""
 
+    MAX_ATTEMPTS = 5
+
     def __init__(self, studio: Any, *, clock: Callable[[], datetime] | None = None,
                  interval_seconds: int = 1) -> None:  # fmt: skip
         self.studio = studio
@@ -65,23 +67,41 @@ class Scheduler:
         self.started: list[int] = []
         self.errors: list[str] = []
         self.last_tick: datetime | None = None
+        self._attempts: dict[int, int] = {}
 
     def tick(self) -> list[int]:
-        """Start every mailing that is due now; returns their ids."""
+        """Start every mailing that is due now; returns their ids.
+
+        A mailing that cannot start (its text no longer fits the database, say) is marked
+        `failed` with the reason. An unexpected error (the database busy, a conflict) is
+        retried at the next ticks and marks the mailing failed only after `MAX_ATTEMPTS`.
+        """
         started = []
         self.last_tick = self.clock()
         for mailing_id in self.studio.due_mailings(self.last_tick):
             try:
                 self.studio.launch_mailing(mailing_id)
                 started.append(mailing_id)
+                self._attempts.pop(mailing_id, None)
+            except StudioError as exc:
+                self._failed(mailing_id, exc)
             except Exception as exc:  # one bad mailing must not stop the others
-                message = f"mailing {mailing_id} could not start: {exc}"
-                log.error(message)
-                self.errors = [*self.errors[-19:], message]
-                with contextlib.suppress(Exception):
-                    self.studio.mark_mailing_failed(mailing_id, str(exc))
+                attempts = self._attempts.get(mailing_id, 0) + 1
+                self._attempts[mailing_id] = attempts
+                log.warning("mailing %s did not start (attempt %s): %s", mailing_id,
+                            attempts, exc)  # fmt: skip
+                if attempts >= self.MAX_ATTEMPTS:
+                    self._failed(mailing_id, exc)
         self.started.extend(started)
         return started
+
+    def _failed(self, mailing_id: int, exc: Exception) -> None:
+        message = f"mailing {mailing_id} could not start: {exc}"
+        log.error(message)
+        self.errors = [*self.errors[-19:], message]
+        self._attempts.pop(mailing_id, None)
+        with contextlib.suppress(Exception):
+            self.studio.mark_mailing_failed(mailing_id, str(exc))
 
     @property
     def running(self) -> bool:
@@ -185,7 +205,7 @@ class SchedulingMixin:
             )
         if rows:
             return
-        ok, why = self.can_cancel(mailing_id)
+        _, why = self.can_cancel(mailing_id)
         raise InvalidInput(why or f"Mailing {mailing_id} cannot be cancelled.")
 
     def edit_mailing(self, mailing_id: int, *, at: datetime | None = None,
@@ -230,7 +250,7 @@ class SchedulingMixin:
         """The columns to update, every change validated first."""
         sets: dict[str, Any] = {}
         if at is not None:
-            sets["scheduled_at"] = self.check_send_time(at) or self.clock()  # type: ignore[attr-defined]
+            sets["scheduled_at"] = self.check_send_time(at)  # type: ignore[attr-defined]
         if split_max_parts is not None:
             sets["split_max_parts"] = self._plan_split(split_max_parts)  # type: ignore[attr-defined]
         new_sender, new_body = mailing["sender"], mailing["body"]
@@ -278,8 +298,3 @@ class SchedulingMixin:
         plan.document = mailing["document"]
         if self._mailing_state(mailing_id) in EDITABLE_STATES:
             self.save_estimate(mailing_id, plan)  # type: ignore[attr-defined]
-
-
-def utc_naive(value: datetime) -> datetime:
-    """An aware time as naive UTC; a naive one is taken to be UTC already."""
-    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value

@@ -1,11 +1,18 @@
 """Statistics: what happened to a mailing, and to all of them, computed in DuckDB.
 
-Every figure is an aggregate computed by one small SQL statement below (the `q_*`
-functions), so only a few hundred numbers ever leave the database, whatever the size of the
-ledger: the page plots aggregates, never a point per message. Status semantics are the
-ledger's own: everything reads the `message_status` view (one row per message, its status
-rolled up from its events by `core.ledger` into `message_state`), so the Statistics page,
-the Mailings page and the results export can never disagree about a message.
+Every figure is an aggregate computed by a small SQL statement below (the `q_*` functions),
+so only a few hundred numbers ever leave the database, whatever the size of the ledger: the
+page plots aggregates, never a point per message. Status semantics are the ledger's own:
+everything starts from the `message_status` view (one row per message, rolled up from its
+events by `core.ledger` into `message_state`), so the Statistics page, the Mailings page and
+the results export never disagree about a message.
+
+Counts per status, country, reason and parts are kept per mailing in `stats_rollup`
+(migration 3): a few hundred rows per mailing, recomputed for a mailing only when its number
+of events or its state changed since they were made. The overview of fifty mailings then
+sums thousands of rows instead of joining millions of messages with their state, and a
+finished mailing's funnel costs a lookup. Timelines, latencies and operators read the
+mailing's messages directly (one filtered scan each).
 
 Definitions used throughout (also shown on the page):
 
@@ -27,6 +34,7 @@ from __future__ import annotations
 import io
 import json
 import math
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 from functools import lru_cache
@@ -35,10 +43,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 import phonenumbers
-from phonenumbers import carrier as _carrier
+import pyarrow as pa
 
 from core import pricing
-from core.errors import InvalidInput
+from core.errors import InvalidInput, NotFound
 from core.exports import to_safe_csv
 from core.storage import Storage, quote_ident
 
@@ -50,10 +58,11 @@ __all__ = [
     "LATENCY_EDGES",
     "OUTCOME_ORDER",
     "StatsMixin",
+    "choose_step",
+    "operator_name",
 ]
 
 FAILURE_STATUSES = ("failed", "undelivered", "expired")
-REPORTED_STATUSES = ("delivered", "undelivered", "expired", "failed")
 OUTCOME_ORDER = (
     "delivered", "undelivered", "failed", "expired", "unknown", "submitted", "queued", "skipped",
 )  # fmt: skip
@@ -68,12 +77,24 @@ PERIODS = ("hour", "day", "week", "month")
 LIVE_STATES = ("scheduled", "sending")
 REPORT_WAIT_HOURS = 48  # after finishing, reports may still arrive for this long
 UNKNOWN_COUNTRY = "unknown"
+UNKNOWN_OPERATOR = "(unknown)"
 
 FailureDimension = Literal["reason", "country", "operator"]
 ExportFormat = Literal["csv", "parquet"]
 
 _FAILED_IN = "('failed', 'undelivered', 'expired')"
 _REPORTED_IN = "('delivered', 'undelivered', 'expired', 'failed')"
+_COUNTRY = f"coalesce(nullif(country, ''), '{UNKNOWN_COUNTRY}')"
+_CARRIER_LENGTHS = range(9, 2, -1)  # prefix lengths in phonenumbers' carrier data, longest first
+
+_refresh_locks: dict[str, threading.Lock] = {}
+_refresh_guard = threading.Lock()
+
+
+def _refresh_lock(storage: Storage) -> threading.Lock:
+    """One lock per database file: two sessions never rebuild the same rollup at once."""
+    with _refresh_guard:
+        return _refresh_locks.setdefault(storage.path, threading.Lock())
 
 
 # =============================================================================================
@@ -82,12 +103,8 @@ _REPORTED_IN = "('delivered', 'undelivered', 'expired', 'failed')"
 def q_mailing_row(storage: Storage, mailing_id: int) -> dict[str, Any] | None:
     """The mailing's own fields the statistics need (None when there is no such mailing)."""
     frame = storage.df(
-        "SELECT g.id, g.kind, g.state, g.sender, g.created_at, g.scheduled_at, g.started_at, "
-        "g.finished_at, g.reconciliation, g.estimate, g.error, doc.name AS document, "
-        "s.name AS selection, d.name AS database FROM mailings g "
-        "LEFT JOIN documents doc ON doc.id = g.document_id "
-        "LEFT JOIN selections s ON s.id = g.selection_id "
-        "LEFT JOIN databases d ON d.id = g.database_id WHERE g.id = ?",
+        "SELECT g.id, g.kind, g.state, g.created_at, g.started_at, g.finished_at, "
+        "g.reconciliation, g.estimate FROM mailings g WHERE g.id = ?",
         [int(mailing_id)],
     )
     if frame.empty:
@@ -109,80 +126,76 @@ def q_mailing_choices(storage: Storage) -> pd.DataFrame:
     )
 
 
+# -- the rollup --------------------------------------------------------------------------------
+def q_rollup_versions(storage: Storage, mailing_id: int | None = None) -> list[tuple[Any, ...]]:
+    """(mailing id, state, events now, events and state the rollup was made at) per mailing."""
+    if mailing_id is None:
+        where_events, where_mailing, params = "", "", []
+    else:
+        where_events, where_mailing = "WHERE mailing_id = ?", "WHERE g.id = ?"
+        params = [int(mailing_id), int(mailing_id)]
+    return storage.rows(
+        "SELECT g.id, g.state, coalesce(e.events, 0), v.events, v.state FROM mailings g "
+        "LEFT JOIN (SELECT mailing_id, count(*) AS events FROM message_events "
+        f"           {where_events} GROUP BY mailing_id) e ON e.mailing_id = g.id "
+        f"LEFT JOIN stats_rollup_version v ON v.mailing_id = g.id {where_mailing}",
+        params,
+    )
+
+
+def q_refresh_rollup(cur: Any, mailing_id: int, now: datetime) -> None:
+    """Recompute one mailing's rollup rows and their version (inside the caller's
+    transaction, so the rows and the event count they were made at are one snapshot)."""
+    mid = int(mailing_id)
+    cur.execute("DELETE FROM stats_rollup WHERE mailing_id = ?", [mid])
+    cur.execute("DELETE FROM stats_rollup_version WHERE mailing_id = ?", [mid])
+    cur.execute(
+        "INSERT INTO stats_rollup (mailing_id, status, country, reason, parts, "
+        "                          parts_submitted, parts_delivered, messages) "
+        f"SELECT mailing_id, status, {_COUNTRY}, "
+        f"       CASE WHEN status IN {_FAILED_IN} THEN coalesce(nullif(trim(reason), ''), status) "
+        "            WHEN status IN ('unknown', 'skipped') THEN nullif(trim(reason), '') END, "
+        "       parts, coalesce(parts_submitted, 0), coalesce(parts_delivered, 0), count(*) "
+        "FROM message_status WHERE mailing_id = ? GROUP BY ALL",
+        [mid],
+    )
+    cur.execute(
+        "INSERT INTO stats_rollup_version (mailing_id, events, state, computed_at) "
+        "SELECT id, (SELECT count(*) FROM message_events WHERE mailing_id = ?), state, ? "
+        "FROM mailings WHERE id = ?",
+        [mid, now, mid],
+    )
+
+
 def q_status_rollup(storage: Storage, mailing_id: int) -> pd.DataFrame:
     """Per status: messages, parts, fully submitted messages, and for multi-part messages
     with a part accepted, how many had all, some or none of their parts delivered."""
     return storage.df(
-        "SELECT status, count(*) AS messages, "
-        "coalesce(sum(parts), 0) AS parts, "
-        "coalesce(sum(parts_submitted), 0) AS parts_submitted, "
-        "coalesce(sum(parts_delivered), 0) AS parts_delivered, "
-        "count(*) FILTER (WHERE parts_submitted >= parts) AS submitted, "
-        "count(*) FILTER (WHERE parts > 1 AND parts_submitted > 0) AS multipart, "
-        "count(*) FILTER (WHERE parts > 1 AND parts_submitted > 0 "
-        "                 AND parts_delivered >= parts) AS multipart_all, "
-        "count(*) FILTER (WHERE parts > 1 AND parts_submitted > 0 "
-        "                 AND parts_delivered > 0 AND parts_delivered < parts) AS multipart_some, "
-        "count(*) FILTER (WHERE parts > 1 AND parts_submitted > 0 "
-        "                 AND parts_delivered = 0) AS multipart_none "
-        "FROM message_status WHERE mailing_id = ? GROUP BY status",
+        "SELECT status, sum(messages) AS messages, "
+        "sum(parts * messages) AS parts, "
+        "sum(parts_submitted * messages) AS parts_submitted, "
+        "sum(parts_delivered * messages) AS parts_delivered, "
+        "coalesce(sum(messages) FILTER (WHERE parts_submitted >= parts), 0) AS submitted, "
+        "coalesce(sum(messages) FILTER (WHERE parts > 1 AND parts_submitted > 0), 0) "
+        "    AS multipart, "
+        "coalesce(sum(messages) FILTER (WHERE parts > 1 AND parts_submitted > 0 "
+        "    AND parts_delivered >= parts), 0) AS multipart_all, "
+        "coalesce(sum(messages) FILTER (WHERE parts > 1 AND parts_submitted > 0 "
+        "    AND parts_delivered > 0 AND parts_delivered < parts), 0) AS multipart_some, "
+        "coalesce(sum(messages) FILTER (WHERE parts > 1 AND parts_submitted > 0 "
+        "    AND parts_delivered = 0), 0) AS multipart_none "
+        "FROM stats_rollup WHERE mailing_id = ? GROUP BY status",
         [int(mailing_id)],
     )
-
-
-def q_time_span(storage: Storage, mailing_id: int) -> datetime | None:
-    """The latest moment anything happened to the mailing's messages."""
-    return storage.one(
-        "SELECT max(greatest(submitted_at, done_at)) FROM message_status WHERE mailing_id = ?",
-        [int(mailing_id)],
-    )
-
-
-def q_timeline(storage: Storage, mailing_id: int, origin: datetime, step: int) -> pd.DataFrame:
-    """Per time bucket of `step` seconds since `origin`: messages submitted (last part
-    accepted), delivered, and failed (final not-delivered report or refusal)."""
-    return storage.df(
-        "WITH t AS (SELECT status, submitted_at, done_at FROM message_status "
-        "           WHERE mailing_id = ?), "
-        "e AS (SELECT submitted_at AS ts, 'submitted' AS what FROM t "
-        "      WHERE submitted_at IS NOT NULL "
-        "      UNION ALL "
-        "      SELECT done_at, CASE WHEN status = 'delivered' THEN 'delivered' "
-        "                           ELSE 'failed' END FROM t "
-        f"     WHERE done_at IS NOT NULL AND status IN ('delivered', {_FAILED_IN[1:-1]})) "
-        "SELECT CAST(greatest(floor((epoch_us(ts) - epoch_us(?::TIMESTAMP)) / 1e6 / ?), 0) "
-        "            AS BIGINT) AS bucket, "
-        "       count(*) FILTER (WHERE what = 'submitted') AS submitted, "
-        "       count(*) FILTER (WHERE what = 'delivered') AS delivered, "
-        "       count(*) FILTER (WHERE what = 'failed') AS failed "
-        "FROM e GROUP BY 1 ORDER BY 1",
-        [int(mailing_id), origin, float(step)],
-    )
-
-
-def q_latency(storage: Storage, mailing_id: int, edges: Sequence[float]) -> tuple[Any, ...]:
-    """(count, median, p90, p99, mean, max, histogram map) of the report latency in seconds."""
-    rows = storage.rows(
-        "WITH l AS (SELECT (epoch_us(done_at) - epoch_us(submitted_at)) / 1e6 AS s "
-        "           FROM message_status WHERE mailing_id = ? "
-        f"          AND status IN {_REPORTED_IN} AND parts_submitted >= parts "
-        "           AND submitted_at IS NOT NULL AND done_at IS NOT NULL) "
-        "SELECT count(*), quantile_cont(greatest(s, 0), [0.5, 0.9, 0.99]), "
-        "       avg(greatest(s, 0)), max(greatest(s, 0)), "
-        "       histogram(greatest(s, 0), ?::DOUBLE[]) FROM l",
-        [int(mailing_id), list(edges)],
-    )
-    return rows[0]
 
 
 def q_failures_by_reason(storage: Storage, mailing_id: int) -> pd.DataFrame:
     """Failed, undelivered and expired messages per reason (the status when none is given)."""
     return storage.df(
-        "SELECT coalesce(nullif(trim(reason), ''), status) AS reason, "
-        "       string_agg(DISTINCT status, ', ' ORDER BY status) AS statuses, "
-        "       count(*) AS failures "
-        f"FROM message_status WHERE mailing_id = ? AND status IN {_FAILED_IN} "
-        "GROUP BY 1 ORDER BY failures DESC, reason",
+        "SELECT reason, string_agg(DISTINCT status, ', ' ORDER BY status) AS statuses, "
+        "       sum(messages) AS failures "
+        f"FROM stats_rollup WHERE mailing_id = ? AND status IN {_FAILED_IN} "
+        "GROUP BY reason ORDER BY failures DESC, reason",
         [int(mailing_id)],
     )
 
@@ -190,36 +203,11 @@ def q_failures_by_reason(storage: Storage, mailing_id: int) -> pd.DataFrame:
 def q_failures_by_country(storage: Storage, mailing_id: int) -> pd.DataFrame:
     """Per destination country: messages that were not skipped, and failures among them."""
     return storage.df(
-        f"SELECT coalesce(nullif(country, ''), '{UNKNOWN_COUNTRY}') AS country, "
-        "       count(*) AS recipients, "
-        f"      count(*) FILTER (WHERE status IN {_FAILED_IN}) AS failures "
-        "FROM message_status WHERE mailing_id = ? AND status <> 'skipped' "
-        "GROUP BY 1 ORDER BY failures DESC, recipients DESC, country",
+        "SELECT country, sum(messages) AS recipients, "
+        f"      coalesce(sum(messages) FILTER (WHERE status IN {_FAILED_IN}), 0) AS failures "
+        "FROM stats_rollup WHERE mailing_id = ? AND status <> 'skipped' "
+        "GROUP BY country ORDER BY failures DESC, recipients DESC, country",
         [int(mailing_id)],
-    )
-
-
-def q_number_ranges(storage: Storage, mailing_id: int, codes: Sequence[str],
-                    lengths: Sequence[int]) -> pd.DataFrame:  # fmt: skip
-    """Messages grouped by number range: the first `length` digits after the country code's
-    `+` (per calling code, the longest prefix phonenumbers' carrier data uses), and the
-    number's length. All numbers of a group share one carrier entry, so one sample each is
-    looked up instead of every number."""
-    return storage.df(
-        "WITH m AS (SELECT e164, country, status FROM message_status "
-        "           WHERE mailing_id = ? AND status <> 'skipped'), "
-        "cc AS (SELECT unnest(?::VARCHAR[]) AS cc, unnest(?::INTEGER[]) AS l), "
-        "k AS (SELECT m.*, coalesce(c1.l, c2.l, c3.l, 9) AS l FROM m "
-        "      LEFT JOIN cc c1 ON c1.cc = substr(m.e164, 2, 1) "
-        "      LEFT JOIN cc c2 ON c2.cc = substr(m.e164, 2, 2) "
-        "      LEFT JOIN cc c3 ON c3.cc = substr(m.e164, 2, 3)) "
-        "SELECT substr(e164, 1, 1 + l) AS prefix, length(e164) AS len, "
-        "       min(e164) AS sample, "
-        f"      coalesce(nullif(any_value(country), ''), '{UNKNOWN_COUNTRY}') AS country, "
-        "       count(*) AS recipients, "
-        f"      count(*) FILTER (WHERE status IN {_FAILED_IN}) AS failures "
-        "FROM k GROUP BY 1, 2",
-        [int(mailing_id), list(codes), [int(x) for x in lengths]],
     )
 
 
@@ -227,16 +215,113 @@ def q_segments_by_country(storage: Storage, mailing_id: int) -> pd.DataFrame:
     """Per country: recipients and segments planned (not skipped), segments accepted by the
     provider, and messages delivered."""
     return storage.df(
-        f"SELECT coalesce(nullif(country, ''), '{UNKNOWN_COUNTRY}') AS country, "
-        "       count(*) FILTER (WHERE status <> 'skipped') AS recipients, "
-        "       coalesce(sum(parts) FILTER (WHERE status <> 'skipped'), 0) AS planned_segments, "
-        "       coalesce(sum(parts_submitted), 0) AS segments, "
-        "       count(*) FILTER (WHERE status = 'delivered') AS delivered "
-        "FROM message_status WHERE mailing_id = ? GROUP BY 1 ORDER BY 1",
+        "SELECT country, "
+        "  coalesce(sum(messages) FILTER (WHERE status <> 'skipped'), 0) AS recipients, "
+        "  coalesce(sum(parts * messages) FILTER (WHERE status <> 'skipped'), 0) "
+        "      AS planned_segments, "
+        "  sum(parts_submitted * messages) AS segments, "
+        "  coalesce(sum(messages) FILTER (WHERE status = 'delivered'), 0) AS delivered "
+        "FROM stats_rollup WHERE mailing_id = ? GROUP BY country ORDER BY country",
         [int(mailing_id)],
     )
 
 
+def q_status_count(storage: Storage, mailing_id: int, status: str) -> int:
+    return int(storage.one(
+        "SELECT coalesce(sum(messages), 0) FROM stats_rollup WHERE mailing_id = ? AND status = ?",
+        [int(mailing_id), status],
+    ) or 0)  # fmt: skip
+
+
+# -- straight from the mailing's messages ------------------------------------------------------
+def q_time_span(storage: Storage, mailing_id: int) -> datetime | None:
+    """The latest moment anything happened to the mailing's messages (message_state alone:
+    it only sizes the timeline's buckets)."""
+    return storage.one(
+        "SELECT max(greatest(submitted_at, done_at)) FROM message_state WHERE mailing_id = ?",
+        [int(mailing_id)],
+    )
+
+
+def q_timeline(storage: Storage, mailing_id: int, origin: datetime, step: int) -> pd.DataFrame:
+    """Per time bucket of `step` seconds since `origin`: messages submitted (last part
+    accepted), delivered, and failed (final not-delivered report or refusal).
+
+    One scan: messages are first counted per (submit bucket, done bucket, outcome), a few
+    thousand groups at most, which are then spread over the buckets.
+    """
+    # (greatest() skips NULLs: a message never submitted must stay out of every bucket)
+    bucket = ("CASE WHEN {col} IS NOT NULL THEN CAST(greatest(floor((epoch_us({col}) "
+              "- epoch_us(?::TIMESTAMP)) / 1e6 / ?), 0) AS BIGINT) END")  # fmt: skip
+    return storage.df(
+        f"WITH t AS (SELECT {bucket.format(col='submitted_at')} AS sb, "
+        f"                  {bucket.format(col='done_at')} AS db, "
+        "                   CASE WHEN status = 'delivered' THEN 1 "
+        f"                       WHEN status IN {_FAILED_IN} THEN 2 ELSE 0 END AS outcome, "
+        "                   count(*) AS n "
+        "           FROM message_status WHERE mailing_id = ? GROUP BY ALL), "
+        "e AS (SELECT sb AS bucket, n AS submitted, 0 AS delivered, 0 AS failed FROM t "
+        "      WHERE sb IS NOT NULL "
+        "      UNION ALL "
+        "      SELECT db, 0, CASE WHEN outcome = 1 THEN n ELSE 0 END, "
+        "             CASE WHEN outcome = 2 THEN n ELSE 0 END FROM t "
+        "      WHERE db IS NOT NULL AND outcome > 0) "
+        "SELECT bucket, sum(submitted) AS submitted, sum(delivered) AS delivered, "
+        "       sum(failed) AS failed FROM e GROUP BY bucket ORDER BY bucket",
+        [origin, float(step), origin, float(step), int(mailing_id)],
+    )
+
+
+def q_latency(storage: Storage, mailing_id: int, edges: Sequence[float]) -> tuple[Any, ...]:
+    """(count, [median, p90, p99], mean, max, histogram map) of the report latency, seconds."""
+    rows = storage.rows(
+        "WITH l AS (SELECT greatest((epoch_us(done_at) - epoch_us(submitted_at)) / 1e6, 0) AS s "
+        "           FROM message_status WHERE mailing_id = ? "
+        f"          AND status IN {_REPORTED_IN} AND parts_submitted >= parts "
+        "           AND submitted_at IS NOT NULL AND done_at IS NOT NULL) "
+        "SELECT count(*), quantile_cont(s, [0.5, 0.9, 0.99]), avg(s), max(s), "
+        "       histogram(s, ?::DOUBLE[]) FROM l",
+        [int(mailing_id), list(edges)],
+    )
+    return rows[0]
+
+
+def q_operators(storage: Storage, mailing_id: int, carriers: pa.Table,
+                cut: tuple[list[str], list[int]]) -> pd.DataFrame:  # fmt: skip
+    """Messages (not skipped) and failures per mobile operator and country.
+
+    The operator is phonenumbers' carrier name for the number's longest matching prefix in
+    `carriers` (prefix, name). Numbers are first cut to the longest prefix their calling
+    code has carrier data for (`cut`: first three digits → length) and grouped, so the
+    prefix match runs on hundreds of groups instead of every message.
+    """
+    cur = storage.cursor()
+    name = f"_carriers_{threading.get_ident()}"
+    matches = " ".join(
+        f"LEFT JOIN {name} c{n} ON c{n}.prefix = substr(g.digits, 1, {n})"
+        for n in _CARRIER_LENGTHS
+    )
+    operator = "coalesce(" + ", ".join(f"c{n}.name" for n in _CARRIER_LENGTHS) + ", '')"
+    cur.register(name, carriers)
+    try:
+        return cur.execute(
+            "WITH cut AS (SELECT unnest(?::VARCHAR[]) AS p3, unnest(?::INTEGER[]) AS l), "
+            "g AS (SELECT substr(m.e164, 2, coalesce(cut.l, 9)) AS digits, "
+            f"            {_COUNTRY} AS country, count(*) AS recipients, "
+            f"            count(*) FILTER (WHERE status IN {_FAILED_IN}) AS failures "
+            "      FROM message_status m LEFT JOIN cut ON cut.p3 = substr(m.e164, 2, 3) "
+            "      WHERE m.mailing_id = ? AND m.status <> 'skipped' GROUP BY 1, 2) "
+            f"SELECT coalesce(nullif({operator}, ''), '{UNKNOWN_OPERATOR}') AS operator, "
+            "       g.country, sum(g.recipients) AS recipients, sum(g.failures) AS failures "
+            f"FROM g {matches} GROUP BY 1, 2 "
+            "ORDER BY failures DESC, recipients DESC, operator, country",
+            [cut[0], cut[1], int(mailing_id)],
+        ).df()
+    finally:
+        cur.unregister(name)
+
+
+# -- replies -----------------------------------------------------------------------------------
 _STOPS_SQL = """
     SELECT mailing_id, e164 FROM inbound
     WHERE kind = 'stop' AND mailing_id IS NOT NULL AND e164 IS NOT NULL
@@ -272,30 +357,23 @@ def q_reply_texts(storage: Storage, mailing_id: int, limit: int = 10) -> pd.Data
     )
 
 
+# -- all mailings ------------------------------------------------------------------------------
 _PER_MAILING_SQL = f"""
     WITH prices AS (
         SELECT unnest(?::VARCHAR[]) AS country, unnest(?::DOUBLE[]) AS price
     ),
-    per_country AS (
-        SELECT mailing_id, coalesce(nullif(country, ''), '{UNKNOWN_COUNTRY}') AS country,
-               count(*) AS recipients,
-               count(*) FILTER (WHERE status <> 'skipped') AS sendable,
-               count(*) FILTER (WHERE parts_submitted >= parts) AS submitted,
-               count(*) FILTER (WHERE status = 'delivered') AS delivered,
-               count(*) FILTER (WHERE status IN {_FAILED_IN}) AS failed,
-               count(*) FILTER (WHERE status = 'unknown') AS unknown,
-               count(*) FILTER (WHERE status IN ('queued', 'submitted')) AS pending,
-               coalesce(sum(parts_submitted), 0) AS segments
-        FROM message_status GROUP BY 1, 2
-    ),
     per_mailing AS (
-        SELECT c.mailing_id, sum(recipients) AS recipients, sum(sendable) AS sendable,
-               sum(submitted) AS submitted, sum(delivered) AS delivered,
-               sum(failed) AS failed, sum(unknown) AS unknown, sum(pending) AS pending,
-               sum(segments) AS segments,
-               sum(segments * coalesce(p.price, ?)) AS cost
-        FROM per_country c LEFT JOIN prices p ON p.country = c.country
-        GROUP BY c.mailing_id
+        SELECT r.mailing_id,
+               sum(messages) AS recipients,
+               sum(messages) FILTER (WHERE parts_submitted >= parts) AS submitted,
+               sum(messages) FILTER (WHERE status = 'delivered') AS delivered,
+               sum(messages) FILTER (WHERE status IN {_FAILED_IN}) AS failed,
+               sum(messages) FILTER (WHERE status = 'unknown') AS unknown,
+               sum(messages) FILTER (WHERE status IN ('queued', 'submitted')) AS pending,
+               sum(parts_submitted * messages) AS segments,
+               sum(parts_submitted * messages * coalesce(p.price, ?)) AS cost
+        FROM stats_rollup r LEFT JOIN prices p ON p.country = r.country
+        GROUP BY r.mailing_id
     ),
     stops AS (
         SELECT mailing_id, count(DISTINCT e164) AS stops FROM ({_STOPS_SQL}) GROUP BY 1
@@ -335,7 +413,7 @@ def q_mailings_overview(storage: Storage, prices: tuple[list[str], list[float], 
 
 def q_trends(storage: Storage, prices: tuple[list[str], list[float], float], period: str,
              include_tests: bool) -> pd.DataFrame:  # fmt: skip
-    """Mailings grouped by the period they started in, with summed counts and cost."""
+    """Mailings that sent something, grouped by the period they started in."""
     countries, values, default = prices
     return storage.df(
         "SELECT date_trunc(?, started_at) AS period, count(*) AS mailings, "
@@ -379,8 +457,6 @@ def q_contact_tables(storage: Storage) -> list[tuple[str, str]]:
 def q_phone_quality(storage: Storage, tables: Sequence[tuple[str, str]]) -> pd.DataFrame:
     """Per database and country (plus a total per database, country '(all)'): contacts and
     their phone status counts, in one statement over every contacts table."""
-    if not tables:
-        return pd.DataFrame()
     union = " UNION ALL ".join(
         f"SELECT ? AS database, _country AS country, _phone_status AS status "
         f"FROM {quote_ident(table)}"
@@ -389,8 +465,8 @@ def q_phone_quality(storage: Storage, tables: Sequence[tuple[str, str]]) -> pd.D
     return storage.df(
         f"WITH c AS ({union}) "
         "SELECT database, "
-        f"      CASE WHEN grouping(country) = 1 THEN '(all)' "
-        f"           ELSE coalesce(nullif(country, ''), '{UNKNOWN_COUNTRY}') END AS country, "
+        "      CASE WHEN grouping(country) = 1 THEN '(all)' "
+        f"          ELSE coalesce(nullif(country, ''), '{UNKNOWN_COUNTRY}') END AS country, "
         "       count(*) AS contacts, "
         "       count(*) FILTER (WHERE status = 'valid_mobile') AS valid_mobile, "
         "       count(*) FILTER (WHERE status = 'not_mobile') AS not_mobile, "
@@ -403,37 +479,41 @@ def q_phone_quality(storage: Storage, tables: Sequence[tuple[str, str]]) -> pd.D
 
 
 # =============================================================================================
-# Carrier (mobile operator) names, per number range.
+# Mobile operators, from phonenumbers' carrier data.
 # =============================================================================================
 @lru_cache(maxsize=1)
-def carrier_prefix_lengths() -> tuple[tuple[str, ...], tuple[int, ...]]:
-    """Per calling code, the longest prefix (in digits, calling code included) that
-    phonenumbers' carrier data distinguishes. Calling codes are prefix-free, so a number's
-    code is the one of its first 1, 2 or 3 digits found here."""
+def carrier_table() -> tuple[pa.Table, tuple[list[str], list[int]]]:
+    """phonenumbers' carrier prefixes as a table (prefix digits; English name, or '' when
+    the prefix has none in English, as `name_for_number` answers), and for every three
+    first digits of a number, the longest prefix length its calling code's data uses
+    (calling codes are prefix-free, so three digits determine the code)."""
     from phonenumbers.carrierdata import CARRIER_DATA
 
+    prefixes = list(CARRIER_DATA)
+    names = [CARRIER_DATA[p].get("en", "") for p in prefixes]
     codes = {str(c) for c in phonenumbers.COUNTRY_CODE_TO_REGION_CODE}
     longest = {c: len(c) for c in codes}
-    for key in CARRIER_DATA:
-        for n in (1, 2, 3):
-            if key[:n] in codes:
-                longest[key[:n]] = max(longest[key[:n]], len(key))
-                break
-    ordered = sorted(longest)
-    return tuple(ordered), tuple(longest[c] for c in ordered)
+    for key in prefixes:
+        code = next((key[:n] for n in (1, 2, 3) if key[:n] in codes), None)
+        if code is not None:
+            longest[code] = max(longest[code], len(key))
+    firsts = [str(p) for p in range(100, 1000)]
+    lengths = [next((longest[f[:n]] for n in (1, 2, 3) if f[:n] in longest), 9) for f in firsts]
+    table = pa.table({"prefix": pa.array(prefixes, pa.string()),
+                      "name": pa.array(names, pa.string())})  # fmt: skip
+    return table, (firsts, lengths)
 
 
-@lru_cache(maxsize=65536)
 def operator_name(e164: str) -> str:
-    """The mobile operator the number range was allocated to ('' when unknown).
+    """The operator phonenumbers names for one number ('' when unknown): the reference the
+    grouped SQL lookup of `failures_by(..., "operator")` agrees with."""
+    from phonenumbers import carrier
 
-    Ported numbers keep the original operator: that is what the number range tells.
-    """
     try:
         number = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
         return ""
-    return _carrier.name_for_number(number, "en") or ""
+    return carrier.name_for_number(number, "en") or ""
 
 
 # =============================================================================================
@@ -462,14 +542,6 @@ class StatsMixin:
         )
         return frame
 
-    def _stats_mailing(self, mailing_id: int) -> dict[str, Any]:
-        row = q_mailing_row(self.storage, int(mailing_id))
-        if row is None:
-            from core.errors import NotFound
-
-            raise NotFound(f"There is no mailing {mailing_id}.")
-        return row
-
     def mailing_live(self, mailing_id: int) -> bool:
         """Whether the mailing's figures can still change soon: it is scheduled or sending,
         or it finished less than REPORT_WAIT_HOURS ago with reports still outstanding."""
@@ -478,14 +550,10 @@ class StatsMixin:
             return True
         if row["state"] != "finished" or row["finished_at"] is None:
             return False
-        age = (self.clock() - row["finished_at"]).total_seconds()
-        if age > REPORT_WAIT_HOURS * 3600:
+        if (self.clock() - row["finished_at"]).total_seconds() > REPORT_WAIT_HOURS * 3600:
             return False
-        waiting = self.storage.one(
-            "SELECT count(*) FROM message_status WHERE mailing_id = ? AND status = 'submitted'",
-            [int(mailing_id)],
-        )
-        return bool(waiting)
+        self.refresh_rollups(mailing_id)
+        return q_status_count(self.storage, mailing_id, "submitted") > 0
 
     # -- per mailing ------------------------------------------------------------------------
     def mailing_funnel(self, mailing_id: int) -> dict[str, Any]:
@@ -505,38 +573,31 @@ class StatsMixin:
         mailing's parts, parts_submitted, parts_delivered).
         """
         row = self._stats_mailing(mailing_id)
+        self.refresh_rollups(mailing_id)
         rollup = q_status_rollup(self.storage, int(mailing_id))
-        counts = {s: 0 for s in OUTCOME_ORDER}
+        counts = dict.fromkeys(OUTCOME_ORDER, 0)
         for status, n in zip(rollup["status"], rollup["messages"], strict=True):
             counts[str(status)] = int(n)
-        recipients = int(rollup["messages"].sum()) if len(rollup) else 0
-        submitted = int(rollup["submitted"].sum()) if len(rollup) else 0
-        recon = row["reconciliation"] if isinstance(row["reconciliation"], dict) else {}
-        selection, left_out = _reconciliation(recon)
-        stage_rows = []
-        if selection is not None:
-            stage_rows.append(("selection", selection))
+        totals = {c: int(rollup[c].sum()) if len(rollup) else 0 for c in rollup.columns
+                  if c != "status"}  # fmt: skip
+        recipients, submitted = totals.get("messages", 0), totals.get("submitted", 0)
+        selection, left_out = _reconciliation(row["reconciliation"])
+        stage_rows = [("selection", selection)] if selection is not None else []
         stage_rows += [("recipients", recipients), ("submitted", submitted),
                        ("delivered", counts["delivered"])]  # fmt: skip
         stages = pd.DataFrame(stage_rows, columns=["stage", "count"])
-        first = stages["count"].iloc[0] if len(stages) else 0
-        stages["pct_of_first"] = _pct(stages["count"], first)
+        stages["pct_of_first"] = _pct(stages["count"], stages["count"].iloc[0])
         stages["pct_of_previous"] = _pct(stages["count"], stages["count"].shift(1))
-        stages.loc[0, "pct_of_previous"] = 100.0 if first else math.nan
-        outcomes = pd.DataFrame({
-            "status": list(OUTCOME_ORDER),
-            "messages": [counts[s] for s in OUTCOME_ORDER],
-        })  # fmt: skip
+        stages.loc[0, "pct_of_previous"] = 100.0 if stages["count"].iloc[0] else math.nan
+        outcomes = pd.DataFrame({"status": list(OUTCOME_ORDER),
+                                 "messages": [counts[s] for s in OUTCOME_ORDER]})  # fmt: skip
         outcomes["pct"] = _pct(outcomes["messages"], recipients)
-        multi = rollup[["multipart", "multipart_all", "multipart_some", "multipart_none"]].sum()
         parts = {
-            "multipart": int(multi["multipart"]), "all": int(multi["multipart_all"]),
-            "some": int(multi["multipart_some"]), "none": int(multi["multipart_none"]),
-            "parts": int(rollup["parts"].sum()) if len(rollup) else 0,
-            "parts_submitted": int(rollup["parts_submitted"].sum()) if len(rollup) else 0,
-            "parts_delivered": int(rollup["parts_delivered"].sum()) if len(rollup) else 0,
+            "multipart": totals.get("multipart", 0), "all": totals.get("multipart_all", 0),
+            "some": totals.get("multipart_some", 0), "none": totals.get("multipart_none", 0),
+            "parts": totals.get("parts", 0), "parts_submitted": totals.get("parts_submitted", 0),
+            "parts_delivered": totals.get("parts_delivered", 0),
         }  # fmt: skip
-        failures = sum(counts[s] for s in FAILURE_STATUSES)
         return {
             "mailing_id": int(mailing_id), "state": row["state"], "kind": row["kind"],
             "started_at": row["started_at"], "finished_at": row["finished_at"],
@@ -545,8 +606,8 @@ class StatsMixin:
             "undelivered": counts["undelivered"], "failed": counts["failed"],
             "expired": counts["expired"], "unknown": counts["unknown"],
             "skipped": counts["skipped"], "queued": counts["queued"],
-            "awaiting_report": counts["submitted"], "failures": failures,
-            "status_counts": counts,
+            "awaiting_report": counts["submitted"],
+            "failures": sum(counts[s] for s in FAILURE_STATUSES), "status_counts": counts,
             "delivery_rate": _ratio(counts["delivered"], submitted),
             "stages": stages, "outcomes": outcomes, "parts": parts,
         }  # fmt: skip
@@ -555,9 +616,9 @@ class StatsMixin:
         """Deliveries over time since the start, in buckets of `step` seconds (chosen from
         BUCKET_STEPS for at most MAX_BUCKETS buckets when None).
 
-        Columns: at (bucket start), seconds (since the start), submitted, delivered, failed,
-        and the running totals submitted_total, delivered_total, failed_total. Empty buckets
-        are present with zeros, so the curves are continuous.
+        Columns: at (bucket start, UTC), seconds (since the start), submitted, delivered,
+        failed, and the running totals submitted_total, delivered_total, failed_total.
+        Empty buckets are present with zeros, so the curves are continuous.
         """
         row = self._stats_mailing(mailing_id)
         columns = ["at", "seconds", "submitted", "delivered", "failed", "submitted_total",
@@ -566,15 +627,11 @@ class StatsMixin:
         last = q_time_span(self.storage, int(mailing_id))
         if origin is None or last is None:
             return pd.DataFrame(columns=columns)
-        if step is None:
-            step = choose_step((last - origin).total_seconds())
-        step = max(int(step), 1)
+        step = max(int(step), 1) if step else choose_step((last - origin).total_seconds())
         frame = q_timeline(self.storage, int(mailing_id), origin, step)
         buckets = int(frame["bucket"].max()) + 1 if len(frame) else 1
-        full = (
-            frame.set_index("bucket").reindex(range(buckets), fill_value=0)
-            .rename_axis("bucket").reset_index()
-        )
+        full = (frame.set_index("bucket").reindex(range(buckets), fill_value=0)
+                .rename_axis("bucket").reset_index())  # fmt: skip
         full["seconds"] = full["bucket"].astype("int64") * step
         full["at"] = pd.Timestamp(origin) + pd.to_timedelta(full["seconds"], unit="s")
         for col in ("submitted", "delivered", "failed"):
@@ -584,13 +641,12 @@ class StatsMixin:
 
     def delivery_latency(self, mailing_id: int) -> dict[str, Any]:
         """Time from submission to delivery report: count, median, p90, p99, mean and max
-        (seconds, None when there are no reports) and `histogram` DataFrame [bin, lo, hi,
-        messages] over LATENCY_EDGES (bins include their upper bound)."""
+        (seconds; None without reports) and `histogram` DataFrame [bin, lo, hi, messages]
+        over LATENCY_EDGES (a bin holds lo < latency <= hi; the first includes 0)."""
         self._stats_mailing(mailing_id)
         count, quantiles, mean, top, hist = q_latency(self.storage, int(mailing_id),
                                                       LATENCY_EDGES)  # fmt: skip
-        lows = (0.0, *LATENCY_EDGES)
-        highs = (*LATENCY_EDGES, math.inf)
+        lows, highs = (0.0, *LATENCY_EDGES), (*LATENCY_EDGES, math.inf)
         hist = hist or {}
         histogram = pd.DataFrame({
             "bin": [_bin_label(lo, hi) for lo, hi in zip(lows, highs, strict=True)],
@@ -606,48 +662,35 @@ class StatsMixin:
 
     def failures_by(self, mailing_id: int, by: FailureDimension = "reason") -> pd.DataFrame:
         """Failures (failed, undelivered, expired) grouped by `by`, with `share` of all
-        failures (0..1).
+        failures (0..1), most failures first.
 
         reason: [reason, statuses, failures, share]; country: [country, recipients,
         failures, share, failure_rate]; operator: [operator, country, recipients, failures,
-        share, failure_rate] (the operator the number range belongs to, from phonenumbers'
-        carrier data; '(unknown)' where it has none). `recipients` counts messages that were
-        not skipped; `failure_rate` = failures / recipients.
+        share, failure_rate]: the operator the number range was allocated to, from
+        phonenumbers' carrier data ('(unknown)' where it has none). `recipients` counts
+        the messages that were not skipped; failure_rate = failures / recipients.
         """
         self._stats_mailing(mailing_id)
         if by == "reason":
+            self.refresh_rollups(mailing_id)
             frame = q_failures_by_reason(self.storage, int(mailing_id))
         elif by == "country":
+            self.refresh_rollups(mailing_id)
             frame = q_failures_by_country(self.storage, int(mailing_id))
         elif by == "operator":
-            frame = self._failures_by_operator(int(mailing_id))
+            carriers, cut = carrier_table()
+            frame = q_operators(self.storage, int(mailing_id), carriers, cut)
         else:
             raise InvalidInput(f"Failures can be grouped by reason, country or operator, "
                                f"not {by!r}.")  # fmt: skip
-        total = frame["failures"].sum() if len(frame) else 0
         frame["failures"] = frame["failures"].astype("int64")
+        total = int(frame["failures"].sum())
         frame["share"] = frame["failures"] / total if total else 0.0
         if "recipients" in frame:
             frame["recipients"] = frame["recipients"].astype("int64")
             frame["failure_rate"] = frame["failures"] / frame["recipients"].where(
                 frame["recipients"] > 0)
         return frame.reset_index(drop=True)
-
-    def _failures_by_operator(self, mailing_id: int) -> pd.DataFrame:
-        codes, lengths = carrier_prefix_lengths()
-        ranges = q_number_ranges(self.storage, mailing_id, codes, lengths)
-        columns = ["operator", "country", "recipients", "failures"]
-        if ranges.empty:
-            return pd.DataFrame(columns=columns).astype({"recipients": "int64",
-                                                         "failures": "int64"})
-        names = {s: operator_name(s) for s in ranges["sample"].unique()}
-        ranges["operator"] = ranges["sample"].map(names).replace("", "(unknown)")
-        return (
-            ranges.groupby(["operator", "country"], as_index=False)[["recipients", "failures"]]
-            .sum()
-            .sort_values(["failures", "recipients", "operator"], ascending=[False, False, True])
-            [columns]
-        )
 
     def cost_actual_vs_estimate(self, mailing_id: int) -> dict[str, Any]:
         """Segments and cost estimated at confirmation against the actual ones, per country.
@@ -659,30 +702,27 @@ class StatsMixin:
         estimated_recipients, estimated_segments, estimated_cost, recipients, segments,
         cost, segments_diff, cost_diff], estimate_source ('confirmation' or 'computed'),
         currency, estimated_segments, estimated_cost, segments, cost, delivered,
-        cost_per_delivered.
+        cost_per_delivered (None without deliveries).
         """
         row = self._stats_mailing(mailing_id)
+        self.refresh_rollups(mailing_id)
         prices = self._price_table()
         actual = q_segments_by_country(self.storage, int(mailing_id))
         priced = pricing.estimate_cost(actual[["country", "recipients", "segments"]], prices)
-        actual = actual.merge(priced[["country", "price", "cost"]], on="country", how="left")
-        stored = _estimate_frame(row["estimate"])
-        if stored is not None:
-            estimate, source = stored, "confirmation"
-        else:
+        actual = actual.merge(priced[["country", "cost"]], on="country", how="left")
+        estimate = _estimate_frame(row["estimate"])
+        source = "confirmation"
+        if estimate is None:
             planned = actual[["country", "recipients", "planned_segments"]].rename(
                 columns={"planned_segments": "segments"})
             estimate = pricing.estimate_cost(planned, prices)[
                 ["country", "recipients", "segments", "cost"]]
             source = "computed"
-        estimate = estimate.rename(columns={
+        merged = estimate.rename(columns={
             "recipients": "estimated_recipients", "segments": "estimated_segments",
             "cost": "estimated_cost",
-        })  # fmt: skip
-        merged = estimate.merge(
-            actual[["country", "recipients", "segments", "cost", "delivered"]],
-            on="country", how="outer",
-        )
+        }).merge(actual[["country", "recipients", "segments", "cost", "delivered"]],
+                 on="country", how="outer")  # fmt: skip
         for col in ("estimated_recipients", "estimated_segments", "recipients", "segments",
                     "delivered"):
             merged[col] = pd.to_numeric(merged[col], errors="coerce").fillna(0).astype("int64")
@@ -692,12 +732,12 @@ class StatsMixin:
         merged["cost_diff"] = merged["cost"] - merged["estimated_cost"]
         merged = merged.sort_values(["estimated_cost", "cost", "country"],
                                     ascending=[False, False, True]).reset_index(drop=True)
-        delivered = int(merged["delivered"].sum())
-        cost = float(merged["cost"].sum())
-        currency = (row["estimate"] or {}).get("currency") if source == "confirmation" else None
+        delivered, cost = int(merged["delivered"].sum()), float(merged["cost"].sum())
+        stored_currency = (row["estimate"] or {}).get("currency") if source == "confirmation" \
+            else None
         return {
             "by_country": merged.drop(columns="delivered"), "estimate_source": source,
-            "currency": str(currency or pricing.currency_of(prices)),
+            "currency": str(stored_currency or pricing.currency_of(prices)),
             "estimated_segments": int(merged["estimated_segments"].sum()),
             "estimated_cost": float(merged["estimated_cost"].sum()),
             "segments": int(merged["segments"].sum()), "cost": cost, "delivered": delivered,
@@ -713,11 +753,9 @@ class StatsMixin:
         deliveries), texts DataFrame [text, kind, replies] (the most frequent replies).
         """
         self._stats_mailing(mailing_id)
+        self.refresh_rollups(mailing_id)
         stops, stop_msgs, starts, other, numbers = q_replies(self.storage, int(mailing_id))
-        delivered = int(self.storage.one(
-            "SELECT count(*) FROM message_status WHERE mailing_id = ? AND status = 'delivered'",
-            [int(mailing_id)],
-        ) or 0)  # fmt: skip
+        delivered = q_status_count(self.storage, int(mailing_id), "delivered")
         return {
             "stops": int(stops), "stop_messages": int(stop_msgs), "start_messages": int(starts),
             "other_replies": int(other), "replying_numbers": int(numbers),
@@ -731,23 +769,23 @@ class StatsMixin:
         selection, database, started_at, finished_at, recipients, submitted, delivered,
         failed, unknown, pending, stops, segments (accepted), cost, delivery_rate
         (delivered / submitted), opt_out_rate (stops / delivered), cost_per_delivered."""
+        self.refresh_rollups()
         frame = q_mailings_overview(self.storage, self._price_arrays(), include_tests)
         return _with_rates(frame)
 
     def trends(self, period: str = "day", include_tests: bool = False) -> pd.DataFrame:
-        """The overview summed per `period` (hour, day, week, month) of the mailings' start:
-        period, mailings, recipients, submitted, delivered, failed, stops, segments, cost
-        and the rates of `mailings_overview`."""
-        if period not in PERIODS:
-            raise InvalidInput(f"The period is one of {', '.join(PERIODS)}, not {period!r}.")
+        """The overview summed per `period` (hour, day, week, month) of the mailings' start,
+        over mailings that sent something: period, mailings, recipients, submitted,
+        delivered, failed, stops, segments, cost and the rates of `mailings_overview`."""
+        _check_period(period)
+        self.refresh_rollups()
         frame = q_trends(self.storage, self._price_arrays(), period, include_tests)
         return _with_rates(frame)
 
     def suppression_growth(self, period: str = "day") -> pd.DataFrame:
         """The suppression list per period: added, stop_replies (added by a STOP reply),
         removed, and total (the list's size at the end of the period)."""
-        if period not in PERIODS:
-            raise InvalidInput(f"The period is one of {', '.join(PERIODS)}, not {period!r}.")
+        _check_period(period)
         frame = q_suppression_growth(self.storage, period)
         for col in ("added", "stop_replies", "removed", "total"):
             frame[col] = frame[col].astype("int64")
@@ -757,13 +795,14 @@ class StatsMixin:
         """Per contact database and country, and per database in total (country '(all)'):
         contacts, valid_mobile, not_mobile, invalid, missing and share_valid_mobile (0..1).
 
-        Numbers that cannot be parsed have no country, so they sit under 'unknown'.
+        Numbers that cannot be parsed have no country, so they count under 'unknown'.
         """
         columns = ["database", "country", "contacts", "valid_mobile", "not_mobile",
                    "invalid", "missing", "share_valid_mobile"]  # fmt: skip
-        frame = q_phone_quality(self.storage, q_contact_tables(self.storage))
-        if frame.empty:
+        tables = q_contact_tables(self.storage)
+        if not tables:
             return pd.DataFrame(columns=columns)
+        frame = q_phone_quality(self.storage, tables)
         for col in ("contacts", "valid_mobile", "not_mobile", "invalid", "missing"):
             frame[col] = frame[col].astype("int64")
         frame["share_valid_mobile"] = frame["valid_mobile"] / frame["contacts"].where(
@@ -775,8 +814,8 @@ class StatsMixin:
         """The mailing's per-recipient results (`mailing_results`) as file bytes.
 
         CSV: UTF-8 with BOM, every cell a spreadsheet would run as a formula (=, +, -, @)
-        quoted (E.164 numbers included: spreadsheets hide the quote). Parquet: typed columns
-        (timestamps in UTC), for pandas, DuckDB or the explore_results notebook.
+        quoted, E.164 numbers included (spreadsheets hide the quote). Parquet: typed columns
+        (timestamps in UTC) for pandas, DuckDB or docs/explore_results.ipynb.
         """
         if fmt not in ("csv", "parquet"):
             raise InvalidInput(f"Results export as csv or parquet, not {fmt!r}.")
@@ -787,7 +826,31 @@ class StatsMixin:
         frame.to_parquet(buffer, index=False)
         return buffer.getvalue()
 
+    # -- the rollup ---------------------------------------------------------------------------
+    def refresh_rollups(self, mailing_id: int | None = None) -> list[int]:
+        """Bring `stats_rollup` up to date for one mailing (or all); returns the mailings
+        whose rows were recomputed (those with new events or a new state)."""
+        lock = _refresh_lock(self.storage)
+        with lock:
+            stale = [
+                int(mid) for mid, state, events, done_events, done_state
+                in q_rollup_versions(self.storage, mailing_id)
+                if done_events is None or int(done_events) != int(events) or done_state != state
+            ]  # fmt: skip
+            if stale:
+                now = self.clock()
+                with self.storage.transaction() as cur:
+                    for mid in stale:
+                        q_refresh_rollup(cur, mid, now)
+        return stale
+
     # -- helpers ----------------------------------------------------------------------------
+    def _stats_mailing(self, mailing_id: int) -> dict[str, Any]:
+        row = q_mailing_row(self.storage, int(mailing_id))
+        if row is None:
+            raise NotFound(f"There is no mailing {mailing_id}.")
+        return row
+
     def _price_table(self) -> pd.DataFrame:
         table = getattr(self, "price_table", None)
         return table() if callable(table) else pricing.load_prices(None)
@@ -805,31 +868,38 @@ class StatsMixin:
 # Small pure helpers.
 # =============================================================================================
 def choose_step(span_seconds: float, max_buckets: int = MAX_BUCKETS) -> int:
-    """The smallest bucket size from BUCKET_STEPS giving at most `max_buckets` buckets."""
+    """The smallest bucket size from BUCKET_STEPS giving fewer than `max_buckets` buckets."""
     for step in BUCKET_STEPS:
         if span_seconds / step < max_buckets:
             return step
     return int(math.ceil(span_seconds / max_buckets / 86400) * 86400)
 
 
-def _reconciliation(recon: dict[str, Any]) -> tuple[int | None, pd.DataFrame]:
+def _check_period(period: str) -> None:
+    if period not in PERIODS:
+        raise InvalidInput(f"The period is one of {', '.join(PERIODS)}, not {period!r}.")
+
+
+def _reconciliation(recon: Any) -> tuple[int | None, pd.DataFrame]:
     """The selection's size and the left-out counts from a stored reconciliation.
 
-    Its `steps` map is ordered: the first entry is the starting population (e.g.
-    in_selection), every later one a number of contacts left out, and why.
+    Its `steps` map is ordered: the first entry is the starting population (in_selection,
+    or test_destination), every later one a number of contacts left out, and why.
     """
-    left = pd.DataFrame(columns=["reason", "contacts", "pct"]).astype(
-        {"reason": "str", "contacts": "int64", "pct": "float64"})
+    empty = pd.DataFrame({"reason": pd.Series(dtype="str"),
+                          "contacts": pd.Series(dtype="int64"),
+                          "pct": pd.Series(dtype="float64")})  # fmt: skip
     steps = recon.get("steps") if isinstance(recon, dict) else None
     if not isinstance(steps, dict) or not steps:
-        return None, left
+        return None, empty
     items = [(str(k), _int(v)) for k, v in steps.items()]
     selection = items[0][1]
-    rest = [(k.replace("_", " "), v) for k, v in items[1:]]
-    if rest:
-        left = pd.DataFrame(rest, columns=["reason", "contacts"])
-        left["contacts"] = left["contacts"].astype("int64")
-        left["pct"] = _pct(left["contacts"], selection)
+    if len(items) == 1:
+        return selection, empty
+    left = pd.DataFrame([(k.replace("_", " "), v) for k, v in items[1:]],
+                        columns=["reason", "contacts"])  # fmt: skip
+    left["contacts"] = left["contacts"].astype("int64")
+    left["pct"] = _pct(left["contacts"], selection)
     return selection, left
 
 
@@ -838,17 +908,14 @@ def _estimate_frame(estimate: Any) -> pd.DataFrame | None:
     cost]; None when there is none or it cannot be read.
 
     Accepted shapes: a list of row objects under `by_country`, `cost_by_country`,
-    `countries` or `per_country` (each with country, segments and cost or price; recipients
-    optional), or a mapping country → {segments, cost}; without a per-country part, the
-    totals (`segments`/`total_segments`, `cost`/`total_cost`) as one row '(all)'.
+    `countries` or `per_country` (each with country, segments and cost or price;
+    recipients optional), or a mapping country → {segments, cost}; without a per-country
+    part, the totals (`total_segments`/`segments`, `total_cost`/`cost`) as one row '(all)'.
     """
     if not isinstance(estimate, dict) or not estimate:
         return None
-    rows: Any = None
-    for key in ("by_country", "cost_by_country", "countries", "per_country"):
-        if key in estimate:
-            rows = estimate[key]
-            break
+    rows: Any = next((estimate[k] for k in ("by_country", "cost_by_country", "countries",
+                                             "per_country") if k in estimate), None)  # fmt: skip
     if isinstance(rows, dict):
         rows = [{"country": k, **(v if isinstance(v, dict) else {"cost": v})}
                 for k, v in rows.items()]  # fmt: skip
@@ -866,9 +933,7 @@ def _estimate_frame(estimate: Any) -> pd.DataFrame | None:
     frame["country"] = (frame["country"].astype("string").fillna("").str.strip()
                         .replace("", UNKNOWN_COUNTRY).astype(str))  # fmt: skip
     for col in ("recipients", "segments", "cost"):
-        if col not in frame:
-            frame[col] = math.nan
-        frame[col] = pd.to_numeric(frame[col], errors="coerce")
+        frame[col] = pd.to_numeric(frame[col], errors="coerce") if col in frame else math.nan
     if frame["cost"].isna().all() and "price" in frame:
         frame["cost"] = frame["segments"] * pd.to_numeric(frame["price"], errors="coerce")
     return (frame.groupby("country", as_index=False)[["recipients", "segments", "cost"]]

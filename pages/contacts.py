@@ -15,7 +15,7 @@ NONE = "(none)"
 
 st.title("Contacts")
 tab_upload, tab_browse, tab_suppress, tab_rules = st.tabs(
-    ["Upload", "Browse", "Suppression list", "Opt-in rule & test contact"]
+    ["Upload", "Browse", "Suppression list", "Opt-in rule & default destination"]
 )
 
 
@@ -65,6 +65,10 @@ def show_report(report: dict) -> None:
 
 
 with tab_upload:
+    if not studio().database_names() and not st.session_state.get("last_import"):
+        st.info("**Start here.** Upload your contacts to create a contact database; then build "
+                "selections, write a document and send a mailing. No file at hand? Use the "
+                "demo file `data/demo/contacts.csv` (10,000 contacts).")
     st.write("Upload a CSV, Excel (.xlsx) or Parquet file. Any columns; one holds mobile numbers.")
     upload = st.file_uploader(
         "Contact file", type=["csv", "txt", "tsv", "xlsx", "parquet"], key="contact_file"
@@ -87,9 +91,9 @@ with tab_upload:
                 existing = studio().database_names()
                 default_name = upload.name.rsplit(".", 1)[0]
                 name = st.text_input(
-                    "Database name", value=default_name,
-                    help="An existing name adds to (or updates) that database: "
-                    + (", ".join(existing) if existing else "none yet"),
+                    "Contact database name", value=default_name,
+                    help="A new name creates a contact database; an existing one adds to (or "
+                    "updates) it. Existing: " + (", ".join(existing) if existing else "none yet"),
                 )
                 columns = preview.columns
                 mobile = st.selectbox(
@@ -117,7 +121,7 @@ with tab_upload:
                                       REGIONS)
                 submitted = st.form_submit_button("Import", type="primary")
             if submitted:
-                bar = st.progress(0.0, text="Starting")
+                bar = st.progress(0.0, text=f"Importing {fmt_int(preview.rows)} rows")
                 with friendly_errors():
                     report = studio().import_contacts(
                         data, file_name=upload.name, database=name, mobile_field=mobile,
@@ -131,6 +135,8 @@ with tab_upload:
                 bar.empty()
     if st.session_state.get("last_import"):
         show_report(st.session_state["last_import"])
+        st.success("Next: build a selection of these contacts on the **Selections** page "
+                   "(sidebar), switch on SMS usage and choose the default destination.")
 
 
 with tab_browse:
@@ -216,9 +222,12 @@ with tab_rules:
         st.subheader("Default destination (test contact)")
         current = app.default_destination(database)
         if current:
-            st.write(f"Current: {current.get('_e164')}")
+            who = ", ".join(str(v) for k, v in current.items()
+                            if not k.startswith("_") and v is not None)[:120]
+            st.write(f"Now: **{current.get('_e164')}**" + (f" · {who}" if who else ""))
         else:
-            st.caption("None yet: previews and test sends need one.")
+            st.caption("None yet: previews and test sends go to this contact, so choose one "
+                       "(a colleague's or your own number).")
         number = st.text_input("A test number", key="dest_number")
         if st.button("Use this number") and number:
             with friendly_errors():

@@ -250,7 +250,7 @@ with tab_preview:
         st.markdown("**Default destination (test contact)**")
         if dest is None:
             st.info("This database has no test contact yet: choose one on the **Contacts** page "
-                    "(tab *Opt-in rule & test contact*).")
+                    "(tab *Opt-in rule & default destination*) or the **Selections** page.")
         else:
             with friendly_errors():
                 preview = app.preview_document(body=body or "", sender=sender or "",

@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import signal
 import socket
 import sys
@@ -735,4 +736,9 @@ def main(argv: Iterable[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Leave without interpreter finalisation: smpp34's runtime threads may still call back
+    # into Python while it shuts down (a rare crash at exit). The record is closed already.
+    os._exit(code)

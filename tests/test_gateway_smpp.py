@@ -527,3 +527,36 @@ def test_pacing_keeps_to_the_rate_in_segments_per_second(smsc: TestSMSC, make_gw
     assert [r.status for r in results] == ["accepted"] * 4
     assert 0.35 < elapsed < 1.5  # burst of 2 (the window), then 4 per second
     assert smsc.binds == 1
+
+
+def test_submit_and_receive_in_two_threads_ack_receipts_while_the_batch_runs(
+    smsc: TestSMSC, make_gw: Any
+) -> None:
+    gw = make_gw(smsc, window=5, rate=400)  # 200 parts take about half a second
+    batch = [msg(i, f"+316000006{i:03d}", "x") for i in range(200)]
+    results: list[PartResult] = []
+    done_at: list[float] = []
+
+    def sender() -> None:
+        results.extend(gw.submit(batch))
+        done_at.append(time.monotonic())
+
+    handled: list[tuple[float, InboundEvent]] = []
+    stop = threading.Event()
+
+    def receiver() -> None:
+        while not stop.is_set():
+            gw.receive(lambda b: handled.extend((time.monotonic(), e) for e in b), 0.1)
+
+    threads = [threading.Thread(target=sender), threading.Thread(target=receiver)]
+    for t in threads:
+        t.start()
+    threads[0].join(20)
+    assert smsc.wait_for(lambda: len(handled) >= 200, 10)
+    stop.set()
+    threads[1].join(5)
+    assert len(results) == 200 and all(r.status == "accepted" for r in results)
+    assert {e.provider_id for _, e in handled} == {r.provider_id for r in results}  # type: ignore[union-attr]
+    early = [t for t, _ in handled if t < done_at[0]]
+    assert len(early) > 50  # receipts were stored and acknowledged during the batch
+    assert smsc.wait_for(lambda: sum(d["status"] == 0 for d in smsc.deliveries) == 200)

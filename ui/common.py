@@ -20,12 +20,54 @@ def db_path() -> str:
     return os.environ.get("SMS_STUDIO_DB", "data/studio.duckdb")
 
 
+_background_errors: dict[str, str] = {}
+
+
 @st.cache_resource(show_spinner="Opening the database…")
 def _studio(path: str) -> Studio:
+    """Open the database and start its dispatcher and scheduler, once per process.
+
+    Both starts are idempotent per database (process-wide registries in `core`), so a
+    rebuilt cache never runs a second dispatcher or ticker. A dispatcher that cannot start
+    (a bad gateway URL in Settings, another process holding the lease) does not keep the
+    pages from opening: the scheduler still starts mailings, and `background_error()` says
+    why nothing is sent.
+    """
     studio = get_studio(path)
-    if os.environ.get("SMS_STUDIO_BACKGROUND", "1") == "1" and hasattr(studio, "start_background"):
-        studio.start_background()
+    if os.environ.get("SMS_STUDIO_BACKGROUND", "1") == "1":
+        try:
+            studio.start_background()
+        except StudioError as exc:
+            _background_errors[path] = str(exc)
+        if hasattr(studio, "start_scheduler"):
+            studio.start_scheduler()
     return studio
+
+
+def background_enabled() -> bool:
+    """Whether this app process runs the dispatcher and scheduler (SMS_STUDIO_BACKGROUND)."""
+    return os.environ.get("SMS_STUDIO_BACKGROUND", "1") == "1"
+
+
+def background_error() -> str | None:
+    """Why the dispatcher of this process did not start, if it did not."""
+    return _background_errors.get(db_path())
+
+
+def user_time_zone() -> str:
+    """The browser's time zone (st.context.timezone), else the `time_zone` setting."""
+    from core.timeutil import local_zone
+
+    zone = None
+    with contextlib.suppress(Exception):
+        zone = st.context.timezone
+    if zone:
+        try:
+            local_zone(zone)
+            return str(zone)
+        except StudioError:
+            pass
+    return str(studio().get_setting("time_zone") or "UTC")
 
 
 def studio() -> Studio:

@@ -90,6 +90,19 @@ class _Msg:
         self.queue = queue
 
 
+class _Call:
+    """State of one `submit` call: its results, what is left to send, what is in flight."""
+
+    __slots__ = ("halted", "inflight", "opened", "results", "todo")
+
+    def __init__(self) -> None:
+        self.results: list[PartResult] = []
+        self.todo: deque[_Msg] = deque()
+        self.halted: str | None = None  # why no more parts are sent (throttling)
+        self.inflight = 0
+        self.opened = 0.0  # when the window last went from empty to non-empty
+
+
 class SmppGateway:
     """An SMPP 3.4 transceiver; see the module docstring. Thread-safe."""
 
@@ -128,6 +141,12 @@ class SmppGateway:
         )
         self._clock = clock
         self._lock = threading.RLock()
+        # Notified when events are held or the connection changes: receive() waits on it
+        # while a submit() in another thread is the one reading the socket.
+        self._cond = threading.Condition(self._lock)
+        self._waiting: dict[int, tuple[_Call, _Msg, int]] = {}  # submit_sm seq -> its part
+        self._submitting = 0
+        self._receivers = 0
         self._client: smpp_client.Client | None = None
         self._sock: socket.socket | None = None
         self._rbuf = bytearray()
@@ -224,7 +243,12 @@ class SmppGateway:
             return False
 
     def _lost(self, reason: str) -> None:
-        """Forget the connection; the next call reconnects (first attempt at once)."""
+        """Forget the connection; the next call reconnects (first attempt at once).
+
+        Parts whose submit_sm was written but not answered become `unknown`, and so do the
+        later parts of their messages (never half a message).
+        """
+        self._fail_waiting(reason)
         if self._client is not None:
             self._discard(self._client)
         self._client, self._sock = None, None
@@ -232,7 +256,19 @@ class SmppGateway:
         self._unacked.clear()  # never acknowledged: the SMSC will deliver them again
         self.last_error = reason
         self._retry_at = self._clock() if self._backoff == 0 else self._clock() + self._backoff
+        self._cond.notify_all()
         log.warning("SMPP connection to %s lost: %s", self.url, reason)
+
+    def _fail_waiting(self, reason: str) -> None:
+        for call, st, p in self._waiting.values():
+            call.inflight -= 1
+            mid = st.msg.message_id
+            error = f"no response before the connection was lost ({reason})"
+            call.results.append(PartResult(mid, p, "unknown", error=error))
+            why = f"not sent: part {p + 1} is unknown"
+            call.results.extend(PartResult(mid, q, "unknown", error=why) for q in st.queue)
+            st.queue.clear()
+        self._waiting.clear()
 
     def close(self) -> None:
         with self._lock:
@@ -244,15 +280,21 @@ class SmppGateway:
                 deadline = self._clock() + min(self.timeout, 2.0)
                 while self._clock() < deadline:
                     pdus, dropped = self._read(0.1)
-                    if dropped or any(
-                        smpp_wire.header(p)[1] == smpp_wire.UNBIND_RESP for p in pdus
-                    ):
+                    done = False
+                    for raw in pdus:
+                        if smpp_wire.header(raw)[1] == smpp_wire.UNBIND_RESP:
+                            done = True
+                        else:
+                            self._handle_incoming(raw)
+                    if dropped or done:
                         break
-            except OSError:
+            except (OSError, _Dropped):
                 pass
+            self._fail_waiting("the gateway was closed")
             self._discard(client)
             self._client, self._sock = None, None
             self._unacked.clear()
+            self._cond.notify_all()
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -305,18 +347,14 @@ class SmppGateway:
         except (OSError, ValueError) as exc:
             raise _Dropped(f"write failed: {exc}") from None
 
-    def _handle_incoming(
-        self, raw: bytes, on_response: Callable[[int, int, int, bytes], None] | None
-    ) -> None:
-        """Act on one PDU from the SMSC. Responses go to `on_response(id, status, seq, raw)`."""
+    def _handle_incoming(self, raw: bytes) -> None:
+        """Act on one PDU from the SMSC, whichever thread read it."""
         _, command_id, status, seq = smpp_wire.header(raw)
         if command_id in (smpp_wire.SUBMIT_SM_RESP, smpp_wire.GENERIC_NACK):
-            if on_response is not None:
-                on_response(command_id, status, seq, raw)
-            else:
-                log.info("late %s for sequence %d ignored", hex(command_id), seq)
+            self._on_response(command_id, status, seq, raw)
         elif command_id in (smpp_wire.DELIVER_SM, smpp_wire.DATA_SM):
             self._on_deliver(raw, command_id, seq)
+            self._cond.notify_all()
         elif command_id == smpp_wire.ENQUIRE_LINK:
             self._send(smpp_wire.response(smpp_wire.ENQUIRE_LINK_RESP, 0, seq))
         elif command_id == smpp_wire.ENQUIRE_LINK_RESP:
@@ -388,143 +426,135 @@ class SmppGateway:
     # -- submit ------------------------------------------------------------------------------
 
     def submit(self, messages: Sequence[OutboundMessage]) -> list[PartResult]:
-        with self._lock:
-            return self._submit(messages)
-
-    def _submit(self, messages: Sequence[OutboundMessage]) -> list[PartResult]:
-        results: list[PartResult] = []
-        todo: deque[_Msg] = deque()
+        call = _Call()
         for m in messages:
             pending = m.pending_parts()
             if any(not 0 <= p < len(m.parts) for p in pending):
                 raise ValueError(f"message {m.message_id}: part index out of range {pending}")
             problem = self._message_problem(m)
             if problem:
-                results.extend(
+                call.results.extend(
                     PartResult(m.message_id, p, "permanent", error=problem) for p in pending
                 )
             else:
-                todo.append(_Msg(m, deque(pending)))
-        if not todo:
-            return results
-        if not self._ensure_connected():
-            self._finish(todo, results, "transient", f"not connected: {self.last_error}")
-            return results
-        inflight: dict[int, tuple[_Msg, int]] = {}
-        halted: str | None = None
-        dropped: str | None = None
-
-        def on_response(command_id: int, status: int, seq: int, raw: bytes) -> None:
-            nonlocal halted
-            entry = inflight.pop(seq, None)
-            if entry is None:
-                log.info("response for unknown sequence %d ignored", seq)
-                return
-            st, p = entry
-            mid = st.msg.message_id
-            verdict: SubmitStatus = smpp_wire.classify_status(status)  # type: ignore[assignment]
-            if verdict == "accepted" and command_id == smpp_wire.SUBMIT_SM_RESP:
-                pid = smpp_wire.submit_sm_resp_id(raw)
-                if pid:
-                    results.append(PartResult(mid, p, "accepted", pid))
-                else:  # accepted without an id: receipts could never be matched
-                    results.append(
-                        PartResult(
-                            mid,
-                            p,
-                            "accepted",
-                            f"noid-{mid}-{p + 1}",
-                            error="SMSC returned no message_id",
-                        )
-                    )
-            elif verdict == "accepted":  # generic_nack with status 0: malformed answer
-                verdict = "transient"
-                results.append(PartResult(mid, p, verdict, error="generic_nack"))
-            else:
-                results.append(PartResult(mid, p, verdict, error=smpp_wire.status_text(status)))
-            if verdict == "throttled":
-                halted = f"not sent: provider throttling ({smpp_wire.STATUS_NAMES.get(status)})"
-            if verdict == "permanent":
-                why = f"not sent: part {p + 1} refused ({smpp_wire.STATUS_NAMES.get(status)})"
-                results.extend(PartResult(mid, q, "permanent", error=why) for q in st.queue)
-                st.queue.clear()
-            elif st.queue:
-                todo.appendleft(st)
-
+                call.todo.append(_Msg(m, deque(pending)))
+        if not call.todo:
+            return call.results
+        with self._lock:
+            if not self._ensure_connected():
+                self._finish(call, "transient", f"not connected: {self.last_error}")
+                return call.results
+            self._submitting += 1
         try:
-            self._keepalive()
-            last_progress = self._clock()
-            while True:
-                while todo and halted is None and len(inflight) < self.window:
-                    if not self._take_token():
+            self._run(call)
+        finally:
+            with self._lock:
+                self._submitting -= 1
+                self._cond.notify_all()
+        return call.results
+
+    def _run(self, call: _Call) -> None:
+        """Send and read in rounds of at most ~50 ms under the lock, so a receive() in
+        another thread can hand over and acknowledge events between rounds."""
+        first = True
+        while True:
+            with self._lock:
+                if self._sock is None:  # lost, here or in another thread
+                    self._finish(call, "transient", f"not connected: {self.last_error}")
+                    return
+                try:
+                    if first:
+                        self._keepalive()
+                        first = False
+                    self._fill(call)
+                    if call.inflight == 0 and (not call.todo or call.halted is not None):
                         break
-                    st = todo.popleft()
-                    p = st.queue.popleft()
-                    try:
-                        pdu, seq = self._encode(st.msg, p)
-                    except _Refused as exc:
-                        self._tokens += 1
-                        results.append(
-                            PartResult(st.msg.message_id, p, "permanent", error=str(exc))
-                        )
-                        why = f"not sent: part {p + 1} refused ({exc})"
-                        results.extend(
-                            PartResult(st.msg.message_id, q, "permanent", error=why)
-                            for q in st.queue
-                        )
-                        st.queue.clear()
-                        continue
-                    try:
-                        self._send(pdu)
-                    except _Dropped:  # not (completely) written: safe to send again later
-                        st.queue.appendleft(p)
-                        todo.appendleft(st)
-                        raise
-                    if not inflight:  # the response timeout runs from the first request
-                        last_progress = self._clock()
-                    inflight[seq] = (st, p)
-                if not inflight and (not todo or halted is not None):
-                    break
-                wait = self.timeout if inflight else self._token_wait()
-                pdus, why = self._read(min(wait, 0.5))
-                if pdus:
-                    last_progress = self._clock()
-                for raw in pdus:
-                    self._handle_incoming(raw, on_response)
-                if why:
-                    raise _Dropped(why)
-                if inflight and self._clock() - last_progress > self.timeout:
-                    raise _Dropped(f"no response within {self.timeout:g} s")
-        except _Dropped as exc:
-            dropped = str(exc)
-            self._lost(dropped)
-        if dropped is not None:
-            for st, p in inflight.values():
-                mid = st.msg.message_id
-                results.append(
-                    PartResult(
-                        mid,
-                        p,
-                        "unknown",
-                        error=f"no response before the connection was lost ({dropped})",
-                    )
-                )
-                why = f"not sent: part {p + 1} is unknown"
-                results.extend(PartResult(mid, q, "unknown", error=why) for q in st.queue)
+                    wait = 0.05 if call.inflight else min(self._token_wait(), 0.05)
+                    pdus, why = self._read(wait)
+                    for raw in pdus:
+                        self._handle_incoming(raw)
+                    if why:
+                        raise _Dropped(why)
+                    silent = self._clock() - max(self._last_rx, call.opened)
+                    if call.inflight and silent > self.timeout:
+                        raise _Dropped(f"no response within {self.timeout:g} s")
+                except _Dropped as exc:
+                    self._lost(str(exc))
+                    self._finish(call, "transient", f"not connected: {exc}")
+                    return
+            if self._receivers:
+                time.sleep(0)  # let a waiting receive() take the lock
+        if call.halted is not None:
+            self._finish(call, "throttled", call.halted)
+
+    def _fill(self, call: _Call) -> None:
+        """Send parts while the window and the rate allow. Raises _Dropped."""
+        while call.todo and call.halted is None and len(self._waiting) < self.window:
+            if not self._take_token():
+                return
+            st = call.todo.popleft()
+            p = st.queue.popleft()
+            mid = st.msg.message_id
+            try:
+                pdu, seq = self._encode(st.msg, p)
+            except _Refused as exc:
+                self._tokens += 1
+                call.results.append(PartResult(mid, p, "permanent", error=str(exc)))
+                why = f"not sent: part {p + 1} refused ({exc})"
+                call.results.extend(PartResult(mid, q, "permanent", error=why) for q in st.queue)
                 st.queue.clear()
-            self._finish(todo, results, "transient", f"not connected: {dropped}")
-        elif halted is not None:
-            self._finish(todo, results, "throttled", halted)
-        return results
+                continue
+            try:
+                self._send(pdu)
+            except _Dropped:  # not (completely) written: safe to send again later
+                st.queue.appendleft(p)
+                call.todo.appendleft(st)
+                raise
+            if call.inflight == 0:  # the response timeout runs from the first request
+                call.opened = self._clock()
+            call.inflight += 1
+            self._waiting[seq] = (call, st, p)
+
+    def _on_response(self, command_id: int, status: int, seq: int, raw: bytes) -> None:
+        entry = self._waiting.pop(seq, None)
+        if entry is None:
+            log.info("response for unknown sequence %d ignored", seq)
+            return
+        call, st, p = entry
+        call.inflight -= 1
+        mid = st.msg.message_id
+        results = call.results
+        verdict: SubmitStatus = smpp_wire.classify_status(status)  # type: ignore[assignment]
+        if verdict == "accepted" and command_id == smpp_wire.SUBMIT_SM_RESP:
+            pid = smpp_wire.submit_sm_resp_id(raw)
+            if pid:
+                results.append(PartResult(mid, p, "accepted", pid))
+            else:  # accepted without an id: its receipts could never be matched
+                error = "SMSC returned no message_id"
+                results.append(PartResult(mid, p, "accepted", f"noid-{mid}-{p + 1}", error=error))
+        elif verdict == "accepted":  # generic_nack with status 0: a malformed answer
+            verdict = "transient"
+            results.append(PartResult(mid, p, verdict, error="generic_nack"))
+        else:
+            results.append(PartResult(mid, p, verdict, error=smpp_wire.status_text(status)))
+        name = smpp_wire.STATUS_NAMES.get(status, hex(status))
+        if verdict == "throttled":
+            call.halted = f"not sent: provider throttling ({name})"
+        if verdict == "permanent":
+            why = f"not sent: part {p + 1} refused ({name})"
+            results.extend(PartResult(mid, q, "permanent", error=why) for q in st.queue)
+            st.queue.clear()
+        elif st.queue:
+            call.todo.appendleft(st)
 
     @staticmethod
-    def _finish(
-        todo: deque[_Msg], results: list[PartResult], status: SubmitStatus, error: str
-    ) -> None:
-        for st in todo:
-            results.extend(PartResult(st.msg.message_id, q, status, error=error) for q in st.queue)
+    def _finish(call: _Call, status: SubmitStatus, error: str) -> None:
+        for st in call.todo:
+            call.results.extend(
+                PartResult(st.msg.message_id, q, status, error=error) for q in st.queue
+            )
             st.queue.clear()
-        todo.clear()
+        call.todo.clear()
 
     def _message_problem(self, m: OutboundMessage) -> str | None:
         if len(m.parts) > self.capabilities.max_parts:
@@ -634,15 +664,19 @@ class SmppGateway:
 
     def receive(self, handler: InboundHandler, timeout: float) -> int:
         deadline = self._clock() + max(timeout, 0.0)
-        while True:
-            with self._lock:
-                batch, generation = self._collect(deadline)
-            if batch:
-                break
-            if self._clock() >= deadline:
-                return 0
-            if self._sock is None:  # waiting for the reconnect backoff
-                time.sleep(min(0.05, max(deadline - self._clock(), 0)))
+        self._receivers += 1
+        try:
+            while True:
+                with self._lock:
+                    batch, generation = self._collect(deadline)
+                if batch:
+                    break
+                if self._clock() >= deadline:
+                    return 0
+                if self._sock is None:  # waiting for the reconnect backoff
+                    time.sleep(min(0.05, max(deadline - self._clock(), 0)))
+        finally:
+            self._receivers -= 1
         events = [ev for _, _, ev in batch]
         try:
             handler(events)
@@ -655,15 +689,18 @@ class SmppGateway:
         return len(events)
 
     def _collect(self, deadline: float) -> tuple[list[tuple[int, int, InboundEvent]], int]:
-        """Take the held events, reading the socket for up to ~50 ms if there are none."""
-        if not self._unacked and self._ensure_connected():
+        """Take the held events; if there are none, wait up to ~50 ms for some: on the
+        condition while a submit() is reading the socket, else by reading it ourselves."""
+        wait = min(0.05, max(deadline - self._clock(), 0.0))
+        if not self._unacked and self._submitting:
+            self._cond.wait(wait)
+        elif not self._unacked and self._ensure_connected():
             try:
                 self._keepalive()
-                wait = min(0.05, max(deadline - self._clock(), 0.0))
                 while True:
                     pdus, why = self._read(wait)
                     for raw in pdus:
-                        self._handle_incoming(raw, None)
+                        self._handle_incoming(raw)
                     if why:
                         raise _Dropped(why)
                     if not pdus or len(self._unacked) >= 5000:

@@ -1,0 +1,358 @@
+"""A new user's whole journey, in a real headless Chromium against `streamlit run app.py`.
+
+The app runs as its own process on 127.0.0.1 with a fresh database in a temporary folder and
+the simulator gateway with instant delivery reports. The test does what a new user does:
+upload the demo contacts and map their columns, read the import report, build a selection
+and a mini-selection for SMS, choose the default destination, write a personalised document
+while watching the segment meter, preview it, send a test, run the mailing wizard, watch the
+progress reach the end, and read the statistics. A second pass schedules a mailing two
+minutes ahead, edits it, cancels it, and checks nothing was sent. At the end the app is
+stopped and the command line reads the same ledger: its numbers must match what the pages
+showed.
+
+Every page is saved as a screenshot under tests/artifacts/journey/ for a person to look at.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.journey_helpers import (
+    CHROMIUM,
+    ROOT,
+    AppServer,
+    as_int,
+    browser_page,
+    choose,
+    click_button,
+    go_to,
+    main_area,
+    metric_value,
+    open_app,
+    open_expander,
+    open_tab,
+    pick_many,
+    poll,
+    run_cli,
+    screenshot,
+    type_text,
+    wait_idle,
+    widget,
+)
+
+pytestmark = pytest.mark.browser
+
+ARTIFACTS = ROOT / "tests" / "artifacts" / "journey"
+DEMO = ROOT / "data" / "demo" / "contacts.csv"
+DATABASE = "demo"
+SELECTION = "Customers"
+MINI = "Randstad"
+DOCUMENT = "Spring sale"
+SHORT = ("Hi {{ first_name }}, our spring sale starts today in {{ city }}: 20% off "
+         "everything. Reply STOP to opt out.")
+LONG = SHORT + (" Open Monday to Saturday 9:00-18:00 and Sunday 12:00-17:00; show this "
+                "message at the till.")
+EMOJI = LONG + " 🌷"
+
+
+@pytest.fixture(scope="module")
+def demo_csv() -> Path:
+    if not DEMO.exists():
+        subprocess.run([sys.executable, "scripts/make_demo_data.py"], cwd=ROOT, check=True)
+    return DEMO
+
+
+@pytest.fixture
+def app_server(tmp_path: Path) -> Any:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing: `make browser` installs Debian's chromium")
+    pytest.importorskip("playwright.sync_api")
+    shutil.rmtree(ARTIFACTS, ignore_errors=True)
+    server = AppServer(tmp_path / "app").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+class Shots:
+    """Numbered screenshots of each page, in the order the user saw them."""
+
+    def __init__(self, page: Any) -> None:
+        self.page = page
+        self.count = 0
+
+    def __call__(self, name: str) -> None:
+        self.count += 1
+        screenshot(self.page, ARTIFACTS / f"{self.count:02d}-{name}.png")
+
+
+# -- the steps -----------------------------------------------------------------------------------
+def import_contacts(page: Any, csv: Path, shot: Shots) -> dict[str, int]:
+    main = main_area(page)
+    assert main.get_by_role("heading", name="Contacts", level=1).is_visible()
+    uploader = main.get_by_test_id("stFileUploader").filter(has_text="Contact file")
+    uploader.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(csv))
+    main.get_by_text("10,000 rows · 9 columns").wait_for()
+    main.get_by_role("heading", name="Map the columns").wait_for()
+    # The mapping guesses the fields from the header; the user names the database.
+    form = main.get_by_test_id("stForm")
+    type_text(page, widget(form, "stTextInput", "Contact database name").locator("input"),
+              DATABASE, commit=False)
+    assert "mobile" in widget(form, "stSelectbox", "Mobile number field").inner_text()
+    assert "consent" in widget(form, "stSelectbox", "Consent (opt-in) field").inner_text()
+    click_button(page, form, "Import", timeout=120)
+    main.get_by_role("heading", name=f"Import report: {DATABASE}").wait_for()
+    report = {label: as_int(metric_value(page, label)) for label in
+              ("Rows read", "Valid mobile", "Not mobile", "Invalid", "Missing")}
+    assert report["Rows read"] == 10_000
+    assert sum(v for k, v in report.items() if k != "Rows read") == 10_000
+    assert report["Valid mobile"] > 9_000
+    assert main.get_by_text(re.compile(r"Duplicates:.*numbers are shared")).is_visible()
+    shot("contacts-import-report")
+    return report
+
+
+def build_selections(page: Any, shot: Shots) -> dict[str, int]:
+    go_to(page, "Selections")
+    main = main_area(page)
+    assert widget(main, "stSelectbox", "Contact database").inner_text().strip().endswith(
+        DATABASE)
+    # A selection: every customer who is not a business, used for SMS from the start.
+    click_button(page, main, "Add condition")
+    choose(page, main, "field", "customer_type")
+    choose(page, main, "operator", "is not")
+    type_text(page, widget(main, "stTextInput", "value").locator("input"), "business")
+    counted = {SELECTION: as_int(metric_value(page, "Contacts matching now"))}
+    assert 8_000 < counted[SELECTION] < 10_000
+    type_text(page, widget(main, "stTextInput", "Name").locator("input"), SELECTION,
+              commit=False)
+    main.get_by_role("switch", name="Use for SMS mailings").filter(visible=True).check()
+    wait_idle(page)
+    click_button(page, main, "Save")
+    main.get_by_text(f"Saved selection '{SELECTION}'.").wait_for()
+    main.get_by_text("Usable for SMS mailings.").wait_for()
+
+    # A mini-selection of it: the four big cities.
+    click_button(page, main, f"New mini-selection of {SELECTION}")
+    main.get_by_role("heading", name=f"New mini-selection of {SELECTION}").wait_for()
+    click_button(page, main, "Add condition")
+    choose(page, main, "field", "city")
+    choose(page, main, "operator", "is one of")
+    pick_many(page, main, "values", ["Amsterdam", "Rotterdam", "Den Haag", "Utrecht"])
+    counted[MINI] = as_int(metric_value(page, "Contacts matching now"))
+    assert 2_000 < counted[MINI] < counted[SELECTION]
+    type_text(page, widget(main, "stTextInput", "Name").locator("input"), MINI, commit=False)
+    click_button(page, main, "Save")
+    main.get_by_text(f"Saved selection '{MINI}'.").wait_for()
+    main.get_by_text("Not usable for SMS mailings").wait_for()
+    # Switch on SMS usage afterwards, as a user who forgot it does.
+    main.get_by_role("switch", name="Use for SMS mailings").filter(visible=True).check()
+    wait_idle(page)
+    main.get_by_text("Usable for SMS mailings.").wait_for()
+    recipients = main.get_by_role("button", name=re.compile(r"^Recipients \(")).first
+    counted["recipients"] = as_int(recipients.inner_text())
+
+    # The default destination: a contact found by its customer number.
+    expander = open_expander(page, main, "Default destination")
+    type_text(page, widget(expander, "stTextInput", "Find a contact (any field or number)")
+              .locator("input"), "C100004")
+    click_button(page, expander, "Use this contact")
+    expander = open_expander(page, main, "Default destination")
+    expander.get_by_text("+31651416091").wait_for()
+    shot("selections")
+    return counted
+
+
+def meter(page: Any) -> tuple[int, str, int]:
+    """Characters, encoding and segments the meter shows."""
+    return (as_int(metric_value(page, "Characters")), metric_value(page, "Encoding"),
+            as_int(metric_value(page, "Segments")))
+
+
+def write_document(page: Any, shot: Shots) -> None:
+    go_to(page, "Documents")
+    main = main_area(page)
+    main.get_by_text("No documents yet").wait_for()
+    type_text(page, widget(main, "stTextInput", "New document").locator("input"), DOCUMENT,
+              commit=False)
+    click_button(page, main, "Create")
+    main.get_by_text(f"Document '{DOCUMENT}' created.").wait_for()
+    type_text(page, widget(main, "stTextInput", "Sender").locator("input"), "DemoShop")
+    body = widget(main, "stTextArea", "Message").locator("textarea")
+
+    type_text(page, body, SHORT)
+    chars, encoding, parts = meter(page)
+    assert (chars, encoding, parts) == (len(SHORT), "GSM-7", 1)
+    assert len(LONG) > 160
+    type_text(page, body, LONG)
+    assert meter(page) == (len(LONG), "GSM-7", 2), "past 160 characters: two segments"
+    type_text(page, body, EMOJI)
+    chars, encoding, parts = meter(page)
+    assert encoding == "UCS-2" and parts == 3, "an emoji forces UCS-2: 67 units per part"
+    main.get_by_text("Characters forcing UCS-2").wait_for()
+    shot("documents-meter-emoji")
+    type_text(page, body, LONG)  # the user drops the emoji to stay in GSM-7
+    assert meter(page)[1:] == ("GSM-7", 2)
+    click_button(page, main, "Save")
+    main.get_by_text("Saved.").wait_for()
+
+    open_tab(page, "Preview")
+    preview = main.get_by_role("tabpanel", name="Preview")
+    preview.get_by_text("Hi Julia, our spring sale starts today in Amsterdam").wait_for()
+    shot("documents-preview")
+
+    open_tab(page, "Send")
+    click_button(page, main, "Send a test to the test contact")
+    main.get_by_text(re.compile(r"Test message handed to the dispatcher as mailing #\d+")
+                     ).wait_for()
+
+
+def run_wizard(page: Any, target: str, shot: Shots, *, at: datetime | None = None) -> int:
+    """Walk the four steps of the wizard; returns the new mailing's id."""
+    main = main_area(page)
+    main.get_by_text("Step 1 of 4: Rules").wait_for()
+    main.get_by_text("I accept these rules").click()
+    wait_idle(page)
+    click_button(page, main, "Next")
+    main.get_by_text("Step 2 of 4").wait_for()
+    assert DOCUMENT in widget(main, "stSelectbox", "Document").inner_text()
+    choose(page, main, "Send to", f"Selection {target}")
+    main.get_by_text(re.compile(r"[\d,]+ recipients after the opt-in rule")).wait_for()
+    click_button(page, main, "Next")
+    main.get_by_text("Step 3 of 4").wait_for()
+    if at is not None:
+        main.get_by_text("At a date and time").click()
+        wait_idle(page)
+        set_datetime(page, widget(main, "stDateTimeInput", None), at)
+    click_button(page, main, "Next")
+    main.get_by_text("Step 4 of 4: Confirm").wait_for(timeout=60_000)
+    recipients = as_int(metric_value(page, "Recipients"))
+    assert recipients > 0
+    shot("mailing-wizard-confirm" if at is None else "mailing-wizard-schedule")
+    label = "Send now" if at is None else re.compile(r"^Schedule for ")
+    main.get_by_role("button", name=label).click()
+    wait_idle(page)
+    flash = main.get_by_text(re.compile(r"^Mailing #\d+ (starts now|is scheduled for)"))
+    flash.wait_for()
+    return int(re.search(r"#(\d+)", flash.inner_text()).group(1))
+
+
+def set_datetime(page: Any, box: Any, at: datetime) -> None:
+    field = box.locator("input").first
+    field.fill(at.strftime("%Y-%m-%d %H:%M"))
+    field.press("Enter")
+    wait_idle(page)
+
+
+def watch_progress(page: Any, mailing_id: int, shot: Shots) -> None:
+    main = main_area(page)
+    open_tab(page, "Mailings")
+    # The live panel refreshes itself; the mailing leaves "Sending" when every message is
+    # handled, and the list shows it finished.
+    poll(lambda: main.get_by_text("Nothing is sending right now.").is_visible(),
+         timeout=90, what=f"mailing #{mailing_id} to finish sending")
+    wait_idle(page)
+    shot("mailings-finished")
+
+
+def read_statistics(page: Any, mailing_id: int, shot: Shots) -> dict[str, int]:
+    go_to(page, "Statistics")
+    main = main_area(page)
+    choose(page, main, "Mailing", next(
+        t for t in widget_options(page, main, "Mailing") if t.startswith(f"#{mailing_id} ")))
+
+    def settled() -> bool:
+        note = main.get_by_text(re.compile(r"^State: ")).first.inner_text()
+        return "finished" in note and "live" not in note
+
+    poll(settled, timeout=60, what="the statistics to stop refreshing")
+    wait_idle(page)
+    shown = {label.lower(): as_int(metric_value(page, label))
+             for label in ("Recipients", "Submitted", "Delivered", "Failures")}
+    shot("statistics")
+    return shown
+
+
+def widget_options(page: Any, scope: Any, label: str) -> list[str]:
+    box = widget(scope, "stSelectbox", label)
+    box.click()
+    options = page.get_by_role("option").all_inner_texts()
+    page.keyboard.press("Escape")
+    return [o.strip() for o in options]
+
+
+def schedule_edit_cancel(page: Any, shot: Shots) -> int:
+    go_to(page, "Mailings")
+    open_tab(page, "New mailing")
+    at = datetime.now() + timedelta(minutes=2)
+    mailing_id = run_wizard(page, MINI, shot, at=at)
+    main = main_area(page)
+    open_tab(page, "Mailings")
+    expander = open_expander(page, main, f"#{mailing_id} · ")
+    parts = widget(expander, "stNumberInput", "Most parts per message (1: never split)")
+    type_text(page, parts.locator("input"), "3", commit=False)
+    click_button(page, expander, "Save changes")
+    main.get_by_text(f"Mailing #{mailing_id} changed.").wait_for()
+    shot("mailings-scheduled")
+    expander = open_expander(page, main, f"#{mailing_id} · ")
+    click_button(page, expander, f"Cancel mailing #{mailing_id}")
+    main.get_by_text(f"Mailing #{mailing_id} cancelled.").wait_for()
+    return mailing_id
+
+
+# -- the test ------------------------------------------------------------------------------------
+def test_new_user_journey(app_server: AppServer, demo_csv: Path) -> None:
+    started = time.monotonic()
+    try:
+        with browser_page(app_server.url) as page:
+            shot = Shots(page)
+            open_app(page)
+            import_contacts(page, demo_csv, shot)
+            counted = build_selections(page, shot)
+            write_document(page, shot)
+
+            main = main_area(page)
+            click_button(page, main, "Send bulk mailing…")
+            main.get_by_role("heading", name="Mailings", level=1).wait_for()
+            mailing_id = run_wizard(page, MINI, shot)
+            watch_progress(page, mailing_id, shot)
+            stats = read_statistics(page, mailing_id, shot)
+            assert stats["recipients"] == counted["recipients"]
+            assert stats["delivered"] + stats["failures"] == stats["submitted"]
+
+            cancelled = schedule_edit_cancel(page, shot)
+            go_to(page, "Settings")
+            shot("settings")
+    except Exception:
+        print(app_server.tail(), file=sys.stderr)
+        raise
+    code = app_server.stop()
+    assert code == 0, f"the app did not stop cleanly (exit {code}):\n{app_server.tail()}"
+
+    # The command line reads the same ledger once the app has released the database.
+    rows = {r["id"]: r for r in map(json.loads, run_cli(
+        app_server.db_path, "mailings", "--json").splitlines())}
+    sent = rows[mailing_id]
+    assert sent["state"] == "finished"
+    ledger = [json.loads(line) for line in run_cli(
+        app_server.db_path, "results", str(mailing_id), "--format", "json").splitlines()]
+    statuses = [r["status"] for r in ledger]
+    assert len(ledger) == stats["recipients"]
+    assert statuses.count("delivered") == stats["delivered"]
+    failures = sum(statuses.count(s) for s in ("failed", "undelivered", "expired"))
+    assert failures == stats["failures"]
+    assert rows[cancelled]["state"] == "cancelled"
+    assert not run_cli(app_server.db_path, "results", str(cancelled), "--format",
+                       "json").strip(), "a cancelled mailing sends nothing"
+    assert time.monotonic() - started < 180
