@@ -789,10 +789,10 @@ class Dispatcher:
             self._tokens = min(capacity, self._tokens + (now - self._tokens_at) * rate)
             self._tokens_at = now
             need = min(float(segments), capacity)
-            if self._tokens >= need:
+            if self._tokens >= need - 1e-6:
                 self._tokens -= segments  # a message larger than the bucket goes into debt
                 return True
-            if not self._wait((need - self._tokens) / rate):
+            if not self._wait(max((need - self._tokens) / rate, 1e-4)):
                 return False
 
     def _outbound(self, m: PendingMessage) -> OutboundMessage:
@@ -844,7 +844,13 @@ class Dispatcher:
         for r in results:
             by_msg.setdefault(r.message_id, []).append(r)
         statuses = {r.status for r in results}
-        link_down = bool(results) and statuses <= {"throttled", "transient"}
+        # The gateway contract: not connected (and not reconnecting yet) means every part
+        # comes back transient "not connected: ...". Then the link is down, not the
+        # messages: pause, and count no attempt against them.
+        link_down = bool(results) and all(
+            r.status == "transient" and (r.error or "").startswith("not connected")
+            for r in results
+        )
         now, wall = self.clock(), self.wall()
         events = EventBatch()
         ev_mid, ev_mg, ev_part, ev_event = (events.message_id, events.mailing_id, events.part,
@@ -893,7 +899,10 @@ class Dispatcher:
         accepted = [r for r in mine if r.status == "accepted"]
         final = [r for r in mine if r.status in ("permanent", "unknown")]
         waiting = [r for r in mine if r.status in ("throttled", "transient")]
-        counts_attempt = not link_down and any(r.status == "transient" for r in waiting)
+        counts_attempt = not link_down and any(
+            r.status == "transient" and not (r.error or "").startswith("not connected")
+            for r in waiting
+        )
         give_up = bool(waiting) and not final and counts_attempt and \
             m.attempts + 1 >= self.config.max_attempts
 
@@ -937,7 +946,7 @@ class Dispatcher:
 
     def _backoff(self, attempts: int) -> float:
         return min(self.config.backoff_max,
-                   self.config.backoff_initial * (2 ** max(attempts - 1, 0)))  # fmt: skip
+                   self.config.backoff_initial * (2 ** min(max(attempts - 1, 0), 30)))
 
     # -- mailings that are done ------------------------------------------------------------
     def _finish_mailings(self) -> None:

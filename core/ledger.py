@@ -335,7 +335,7 @@ def pending_messages(
     A message needs one when it was queued at the snapshot, has no final outcome (rejected,
     unknown, skipped) and not every part was accepted; `accepted` lists the parts that were.
     """
-    table = storage.cursor().execute(
+    table = storage.cursor().sql(
         "SELECT m.id, m.e164, m.sender, m.body, m.encoding, m.parts, m.concat_ref, "
         "m.shift_table, s.submitted_mask FROM messages m "
         "JOIN message_state s ON s.message_id = m.id AND s.mailing_id = m.mailing_id "
@@ -343,7 +343,7 @@ def pending_messages(
         "AND s.message_id <= ? AND m.initial_status = 'queued' "
         "AND NOT (s.rejected OR s.unknown OR s.skipped) "
         "AND bit_count(s.submitted_mask) < m.parts ORDER BY m.id",
-        [int(mailing_id), int(after_id), int(upto_id), int(after_id), int(upto_id)],
+        params=[int(mailing_id), int(after_id), int(upto_id), int(after_id), int(upto_id)],
     ).to_arrow_table()
     cols = [table.column(i).to_pylist() for i in range(table.num_columns)]
     out = []

@@ -105,7 +105,8 @@ class MailingPlan:
         """The JSON stored in `mailings.estimate` (read back by the Statistics page)."""
         rows = [
             {"country": str(r.country), "recipients": int(r.recipients),
-             "segments": int(r.segments), "price": float(r.price), "cost": float(r.cost)}
+             "segments": int(r.segments), "price": float(r.price),
+             "cost": round(float(r.cost), 6)}
             for r in self.cost_by_country.itertuples(index=False)
         ]  # fmt: skip
         return {

@@ -35,10 +35,12 @@ import io
 import json
 import math
 import threading
-from collections.abc import Sequence
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -49,9 +51,6 @@ from core import pricing
 from core.errors import InvalidInput, NotFound
 from core.exports import to_safe_csv
 from core.storage import Storage, quote_ident
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 __all__ = [
     "FAILURE_STATUSES",
@@ -95,6 +94,51 @@ def _refresh_lock(storage: Storage) -> threading.Lock:
     """One lock per database file: two sessions never rebuild the same rollup at once."""
     with _refresh_guard:
         return _refresh_locks.setdefault(storage.path, threading.Lock())
+
+
+class _ScanMemo:
+    """The last results of the per-mailing scans (timeline, latency, operators), keyed by
+    the mailing's version (its number of events and its state).
+
+    Every widget change on the Statistics page reruns it; a finished mailing's version does
+    not change, so its scans of hundreds of thousands of messages run once, not per click.
+    A mailing that is still sending has a new version at every batch and is recomputed.
+    """
+
+    def __init__(self, size: int = 64) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return _copied(self._items[key])
+        value = compute()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return _copied(value)
+
+
+_memos: weakref.WeakKeyDictionary[Storage, _ScanMemo] = weakref.WeakKeyDictionary()
+_memos_guard = threading.Lock()
+
+
+def _memo_for(storage: Storage) -> _ScanMemo:
+    """The memo of one open database (it goes when the Storage goes)."""
+    with _memos_guard:
+        memo = _memos.get(storage)
+        if memo is None:
+            memo = _memos[storage] = _ScanMemo()
+        return memo
+
+
+def _copied(value: Any) -> Any:
+    """Callers may change a frame they get; the memo keeps its own."""
+    return value.copy() if isinstance(value, pd.DataFrame) else value
 
 
 # =============================================================================================
@@ -141,6 +185,16 @@ def q_rollup_versions(storage: Storage, mailing_id: int | None = None) -> list[t
         f"LEFT JOIN stats_rollup_version v ON v.mailing_id = g.id {where_mailing}",
         params,
     )
+
+
+def q_mailing_version(storage: Storage, mailing_id: int) -> tuple[int, str]:
+    """(number of events, state) of one mailing: what its figures depend on."""
+    rows = storage.rows(
+        "SELECT (SELECT count(*) FROM message_events WHERE mailing_id = ?), "
+        "(SELECT state FROM mailings WHERE id = ?)",
+        [int(mailing_id), int(mailing_id)],
+    )
+    return int(rows[0][0]), str(rows[0][1])
 
 
 def q_refresh_rollup(cur: Any, mailing_id: int, now: datetime) -> None:
@@ -624,11 +678,12 @@ class StatsMixin:
         columns = ["at", "seconds", "submitted", "delivered", "failed", "submitted_total",
                    "delivered_total", "failed_total"]  # fmt: skip
         origin = row["started_at"]
-        last = q_time_span(self.storage, int(mailing_id))
+        last = self._scan("span", mailing_id, lambda: q_time_span(self.storage, mailing_id))
         if origin is None or last is None:
             return pd.DataFrame(columns=columns)
         step = max(int(step), 1) if step else choose_step((last - origin).total_seconds())
-        frame = q_timeline(self.storage, int(mailing_id), origin, step)
+        frame = self._scan(("timeline", step), mailing_id,
+                           lambda: q_timeline(self.storage, mailing_id, origin, step))
         buckets = int(frame["bucket"].max()) + 1 if len(frame) else 1
         full = (frame.set_index("bucket").reindex(range(buckets), fill_value=0)
                 .rename_axis("bucket").reset_index())  # fmt: skip
@@ -644,8 +699,8 @@ class StatsMixin:
         (seconds; None without reports) and `histogram` DataFrame [bin, lo, hi, messages]
         over LATENCY_EDGES (a bin holds lo < latency <= hi; the first includes 0)."""
         self._stats_mailing(mailing_id)
-        count, quantiles, mean, top, hist = q_latency(self.storage, int(mailing_id),
-                                                      LATENCY_EDGES)  # fmt: skip
+        count, quantiles, mean, top, hist = self._scan(
+            "latency", mailing_id, lambda: q_latency(self.storage, mailing_id, LATENCY_EDGES))
         lows, highs = (0.0, *LATENCY_EDGES), (*LATENCY_EDGES, math.inf)
         hist = hist or {}
         histogram = pd.DataFrame({
@@ -679,7 +734,8 @@ class StatsMixin:
             frame = q_failures_by_country(self.storage, int(mailing_id))
         elif by == "operator":
             carriers, cut = carrier_table()
-            frame = q_operators(self.storage, int(mailing_id), carriers, cut)
+            frame = self._scan("operators", mailing_id,
+                               lambda: q_operators(self.storage, mailing_id, carriers, cut))
         else:
             raise InvalidInput(f"Failures can be grouped by reason, country or operator, "
                                f"not {by!r}.")  # fmt: skip
@@ -845,6 +901,11 @@ class StatsMixin:
         return stale
 
     # -- helpers ----------------------------------------------------------------------------
+    def _scan(self, kind: Any, mailing_id: int, compute: Callable[[], Any]) -> Any:
+        """A per-mailing scan's result, computed again only when the mailing changed."""
+        version = q_mailing_version(self.storage, mailing_id)
+        return _memo_for(self.storage).get((kind, int(mailing_id), version), compute)
+
     def _stats_mailing(self, mailing_id: int) -> dict[str, Any]:
         row = q_mailing_row(self.storage, int(mailing_id))
         if row is None:

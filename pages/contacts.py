@@ -15,7 +15,8 @@ NONE = "(none)"
 
 st.title("Contacts")
 tab_upload, tab_browse, tab_suppress, tab_rules = st.tabs(
-    ["Upload", "Browse", "Suppression list", "Opt-in rule & default destination"]
+    ["Upload", "Browse", "Suppression list", "Opt-in rule & default destination"],
+    key="contacts_tabs",
 )
 
 

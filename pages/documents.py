@@ -239,7 +239,7 @@ with friendly_errors():
         st.caption(f"Counted with the {app.national_shift()} national shift table "
                    "(gateway setting).")
 
-tab_preview, tab_all, tab_send = st.tabs(["Preview", "Whole selection", "Send"])
+tab_preview, tab_all, tab_send = st.tabs(["Preview", "Whole selection", "Send"], key="doc_tabs")
 
 # -- previews -------------------------------------------------------------------------------------
 with tab_preview:

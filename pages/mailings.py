@@ -103,8 +103,21 @@ def target_args(option: str) -> dict[str, str | None]:
         {"selection": None, "database": name}
 
 
+def present(value: Any) -> bool:
+    return value is not None and not (isinstance(value, float) and pd.isna(value)) and \
+        value is not pd.NA and value != ""
+
+
+def mailing_name(row: dict[str, Any]) -> str:
+    """The document a mailing sends, or (a test send, or text given on the command line)
+    its sender."""
+    if present(row.get("document")):
+        return str(row["document"])
+    return f"text from {row.get('sender')}"
+
+
 def mailing_target(row: dict[str, Any]) -> str:
-    if row.get("selection"):
+    if present(row.get("selection")):
         return f"selection:{row['selection']}"
     return f"database:{row.get('database')}"
 
@@ -309,7 +322,7 @@ def show_progress(row: dict[str, Any]) -> None:
     total = int(p["total"]) or 1
     handled = int(p["total"]) - int(p["queued"])
     failed = int(p["failed"]) + int(p["undelivered"]) + int(p["expired"])
-    name = row.get("document") or row.get("sender")
+    name = mailing_name(row)
     st.markdown(f"**#{mailing_id}** · {name} → {target_label(mailing_target(row))}")
     st.progress(handled / total, text=f"{fmt_int(handled)} of {fmt_int(p['total'])} handled")
     cols = st.columns(5)
@@ -391,7 +404,7 @@ def show_details(mailing_id: int) -> None:
     mailing = app.get_mailing(mailing_id)
     state = mailing["state"]
     st.markdown(
-        f"**#{mailing_id}** · {state} · {mailing.get('document') or mailing.get('sender')} → "
+        f"**#{mailing_id}** · {state} · {mailing_name(mailing)} → "
         f"{target_label(mailing_target(mailing))} · scheduled {local(mailing['scheduled_at'])}"
         + (f" · started {local(mailing['started_at'])}" if mailing.get("started_at") else "")
         + (f" · finished {local(mailing['finished_at'])}" if mailing.get("finished_at") else "")
@@ -457,7 +470,7 @@ def mailings_list() -> None:
     if scheduled.empty:
         st.caption("No mailing is waiting for its time.")
     for row in scheduled.to_dict("records"):
-        with st.expander(f"#{row['id']} · {row.get('document') or row.get('sender')} → "
+        with st.expander(f"#{row['id']} · {mailing_name(row)} → "
                          f"{target_label(mailing_target(row))} · {local(row['scheduled_at'])}"):
             edit_scheduled(row)
     st.subheader("Details and results")

@@ -63,11 +63,15 @@ def pick_mailing(choices: pd.DataFrame) -> int:
     ids = [int(i) for i in choices["id"]]
     labels = dict(zip(ids, choices["label"], strict=True))
     wanted = st.query_params.get("mailing")
-    if wanted and wanted.isdigit() and int(wanted) in labels:
-        st.session_state["stats_mailing"] = int(wanted)
+    if wanted != st.session_state.get("stats_linked"):  # a new link: follow it once
+        st.session_state["stats_linked"] = wanted
+        if wanted and wanted.isdigit() and int(wanted) in labels:
+            st.session_state["stats_mailing"] = int(wanted)
     if st.session_state.get("stats_mailing") not in labels:
         st.session_state["stats_mailing"] = ids[0]
-    return int(st.selectbox("Mailing", ids, format_func=labels.get, key="stats_mailing"))
+    choice = int(st.selectbox("Mailing", ids, format_func=labels.get, key="stats_mailing"))
+    st.query_params["mailing"] = st.session_state["stats_linked"] = str(choice)
+    return choice
 
 
 def show_headline(app: Any, mailing_id: int, funnel: dict, cost: dict, replies: dict) -> None:

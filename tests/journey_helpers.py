@@ -286,6 +286,21 @@ def choose(page: Any, scope: Any, label: str, option: str) -> None:
     wait_idle(page)
 
 
+def selected(scope: Any, label: str) -> str:
+    """The value shown by the select box labelled `label`."""
+    return scope.get_by_role("combobox", name=label).filter(visible=True).first.input_value()
+
+
+def switch_on(page: Any, scope: Any, label: str) -> None:
+    """Turn on the toggle labelled `label` (clicking its label, as a user does)."""
+    switch = scope.get_by_role("switch", name=label).filter(visible=True).first
+    if not switch.is_checked():
+        scope.get_by_text(label, exact=True).filter(visible=True).first.click()
+        wait_idle(page)
+    if not switch.is_checked():
+        raise AssertionError(f"the toggle {label!r} did not switch on")
+
+
 def pick_many(page: Any, scope: Any, label: str, options: list[str]) -> None:
     """Add `options` to the multiselect labelled `label` (typing each, then Enter)."""
     box = widget(scope, "stMultiSelect", label)

@@ -198,10 +198,14 @@ def test_refusals_transient_failures_and_throttling() -> None:
 
 
 def test_submit_is_fast_enough_for_the_dispatcher() -> None:
-    gw = SimulatorGateway(seed=1)
-    batch = msgs(50_000)
-    t0 = time.perf_counter()
-    for k in range(0, len(batch), 1000):
-        gw.submit(batch[k : k + 1000])
-    rate = len(batch) / (time.perf_counter() - t0)
-    assert rate > 20_000, f"{rate:,.0f} msg/s"
+    """The whole dispatcher must reach 20,000 messages/s, so the simulator must be far
+    faster; best of three runs, as the machine is shared."""
+    batch = msgs(20_000)
+    best = 0.0
+    for _ in range(3):
+        gw = SimulatorGateway(seed=1)
+        t0 = time.perf_counter()
+        for k in range(0, len(batch), 1000):
+            gw.submit(batch[k : k + 1000])
+        best = max(best, len(batch) / (time.perf_counter() - t0))
+    assert best > 40_000, f"{best:,.0f} msg/s"

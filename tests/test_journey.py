@@ -45,6 +45,8 @@ from tests.journey_helpers import (
     poll,
     run_cli,
     screenshot,
+    selected,
+    switch_on,
     type_text,
     wait_idle,
     widget,
@@ -109,8 +111,8 @@ def import_contacts(page: Any, csv: Path, shot: Shots) -> dict[str, int]:
     form = main.get_by_test_id("stForm")
     type_text(page, widget(form, "stTextInput", "Contact database name").locator("input"),
               DATABASE, commit=False)
-    assert "mobile" in widget(form, "stSelectbox", "Mobile number field").inner_text()
-    assert "consent" in widget(form, "stSelectbox", "Consent (opt-in) field").inner_text()
+    assert selected(form, "Mobile number field") == "mobile"
+    assert selected(form, "Consent (opt-in) field") == "consent"
     click_button(page, form, "Import", timeout=120)
     main.get_by_role("heading", name=f"Import report: {DATABASE}").wait_for()
     report = {label: as_int(metric_value(page, label)) for label in
@@ -126,8 +128,7 @@ def import_contacts(page: Any, csv: Path, shot: Shots) -> dict[str, int]:
 def build_selections(page: Any, shot: Shots) -> dict[str, int]:
     go_to(page, "Selections")
     main = main_area(page)
-    assert widget(main, "stSelectbox", "Contact database").inner_text().strip().endswith(
-        DATABASE)
+    assert selected(main, "Contact database") == DATABASE
     # A selection: every customer who is not a business, used for SMS from the start.
     click_button(page, main, "Add condition")
     choose(page, main, "field", "customer_type")
@@ -137,8 +138,7 @@ def build_selections(page: Any, shot: Shots) -> dict[str, int]:
     assert 8_000 < counted[SELECTION] < 10_000
     type_text(page, widget(main, "stTextInput", "Name").locator("input"), SELECTION,
               commit=False)
-    main.get_by_role("switch", name="Use for SMS mailings").filter(visible=True).check()
-    wait_idle(page)
+    switch_on(page, main, "Use for SMS mailings")
     click_button(page, main, "Save")
     main.get_by_text(f"Saved selection '{SELECTION}'.").wait_for()
     main.get_by_text("Usable for SMS mailings.").wait_for()
@@ -157,8 +157,7 @@ def build_selections(page: Any, shot: Shots) -> dict[str, int]:
     main.get_by_text(f"Saved selection '{MINI}'.").wait_for()
     main.get_by_text("Not usable for SMS mailings").wait_for()
     # Switch on SMS usage afterwards, as a user who forgot it does.
-    main.get_by_role("switch", name="Use for SMS mailings").filter(visible=True).check()
-    wait_idle(page)
+    switch_on(page, main, "Use for SMS mailings")
     main.get_by_text("Usable for SMS mailings.").wait_for()
     recipients = main.get_by_role("button", name=re.compile(r"^Recipients \(")).first
     counted["recipients"] = as_int(recipients.inner_text())
@@ -200,7 +199,7 @@ def write_document(page: Any, shot: Shots) -> None:
     type_text(page, body, EMOJI)
     chars, encoding, parts = meter(page)
     assert encoding == "UCS-2" and parts == 3, "an emoji forces UCS-2: 67 units per part"
-    main.get_by_text("Characters forcing UCS-2").wait_for()
+    main.get_by_text("Characters forcing UCS-2").first.wait_for()
     shot("documents-meter-emoji")
     type_text(page, body, LONG)  # the user drops the emoji to stay in GSM-7
     assert meter(page)[1:] == ("GSM-7", 2)
@@ -226,7 +225,7 @@ def run_wizard(page: Any, target: str, shot: Shots, *, at: datetime | None = Non
     wait_idle(page)
     click_button(page, main, "Next")
     main.get_by_text("Step 2 of 4").wait_for()
-    assert DOCUMENT in widget(main, "stSelectbox", "Document").inner_text()
+    assert selected(main, "Document") == DOCUMENT
     choose(page, main, "Send to", f"Selection {target}")
     main.get_by_text(re.compile(r"[\d,]+ recipients after the opt-in rule")).wait_for()
     click_button(page, main, "Next")

@@ -234,32 +234,38 @@ def test_a_mailing_that_cannot_start_is_marked_failed_and_others_go_on(
     assert any("nickname" in e for e in ticker.errors)
 
 
+def _race(app: Studio, mailing_id: int) -> dict[str, object]:
+    """Cancel and tick at the same moment from two threads; what each one got."""
+    outcome: dict[str, object] = {}
+    go = threading.Barrier(2)
+
+    def cancel() -> None:
+        go.wait()
+        try:
+            app.cancel_mailing(mailing_id)
+            outcome["cancel"] = "ok"
+        except InvalidInput as exc:
+            outcome["cancel"] = str(exc)
+
+    def launch() -> None:
+        go.wait()
+        outcome["launch"] = Scheduler(app).tick()
+
+    threads = [threading.Thread(target=cancel), threading.Thread(target=launch)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    return outcome
+
+
 def test_launch_and_cancel_never_both_win(app: Studio, clock: Clock) -> None:
     """A mailing due now, cancelled while the ticker starts it: cancelled with no messages,
     or sending with all of them and the cancel refused; never anything in between."""
     for _ in range(8):
         mailing_id = schedule(app, T0 + timedelta(seconds=1))
         clock.advance(seconds=1)
-        outcome: dict[str, object] = {}
-        go = threading.Barrier(2)
-
-        def cancel(mid: int = mailing_id) -> None:
-            go.wait()
-            try:
-                app.cancel_mailing(mid)
-                outcome["cancel"] = "ok"
-            except InvalidInput as exc:
-                outcome["cancel"] = str(exc)
-
-        def launch() -> None:
-            go.wait()
-            outcome["launch"] = Scheduler(app).tick()
-
-        threads = [threading.Thread(target=cancel), threading.Thread(target=launch)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=30)
+        outcome = _race(app, mailing_id)
         state = app.get_mailing(mailing_id)["state"]
         messages = len(app.mailing_results(mailing_id))
         if outcome["cancel"] == "ok":

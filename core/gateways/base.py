@@ -17,9 +17,11 @@ Rules every implementation follows (the tests in tests/test_gateway_*.py check t
 - Provider ids are unique per part: a delivery report names exactly one part through
   `DeliveryReport.provider_id`, and the dispatcher matches on that id.
 - Inbound events (delivery reports, replies) that arrive while `submit` runs are held
-  unacknowledged and handed to the handler of the next `receive` call; the dispatcher
-  should therefore call `receive` at least every few seconds (SMPP centres typically
-  resend an unacknowledged deliver_sm after 30-60 s, which is harmless but noisy).
+  unacknowledged and handed to the handler of a `receive` call: one running concurrently
+  in another thread gets them within ~50 ms (the recommended set-up: a receiver thread
+  looping on `receive`), otherwise the next call does. Call `receive` at least every few
+  seconds: SMPP centres resend an unacknowledged deliver_sm after 30-60 s (harmless, noisy)
+  and some stop sending more until the earlier ones are acknowledged.
 """
 
 from __future__ import annotations
