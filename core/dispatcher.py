@@ -42,7 +42,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -161,10 +161,14 @@ class DispatchSource(Protocol):
         """Messages that must not be submitted now: message id -> reason to record them
         `skipped` with, or None to leave them alone (their mailing stopped sending)."""
 
-    def record_submitting(self, batch: EventBatch) -> None: ...
+    def append(self, batch: EventBatch) -> None:
+        """Append events as they are (the sender's `submitting` events, with the previous
+        batch's outcomes, which `record(..., fold=...)` folds into message state next)."""
 
-    def record(self, batch: EventBatch, resolved_unmatched: Sequence[str] = ()) -> None:
-        """Append outcome/report/skip events (and fold them into each message's state)."""
+    def record(self, batch: EventBatch, *, fold: EventBatch | None = None,
+               resolved_unmatched: Sequence[str] = ()) -> None:
+        """Append `batch` and fold it, and `fold` (already appended), into message state;
+        delete the `unmatched_reports` now resolved."""
 
     def find_parts(self, provider_ids: Sequence[str]) -> dict[str, PartRef]: ...
 
@@ -176,8 +180,9 @@ class DispatchSource(Protocol):
                        ) -> None:
         """Store replies and apply STOP/START to the suppression list."""
 
-    def in_flight(self) -> list[PartRef]:
-        """Parts recorded `submitting` without an outcome (after a crash)."""
+    def recover(self) -> list[PartRef]:
+        """After a crash: bring message state up to date with the events, and return the
+        parts recorded `submitting` without an outcome."""
 
     def complete_mailing(self, mailing_id: int) -> bool:
         """Mark the mailing finished if no message of it still needs a submit."""
@@ -228,7 +233,7 @@ def _split(body: str, shift: str | None) -> tuple[tuple[str, ...], str]:
 # -- the recorder: the one writer of outcomes, reports and replies --------------------------
 @dataclass
 class _Job:
-    outcomes: EventBatch | None = None
+    fold: EventBatch | None = None  # outcomes the sender appended already
     reports: list[DeliveryReport] = field(default_factory=list)
     inbound: list[InboundMessage] = field(default_factory=list)
     flush: bool = False
@@ -246,6 +251,7 @@ class _Recorder:
         self.clock = clock
         self.config = config
         self.parts: dict[str, PartRef] = {}  # provider id -> part, newest last
+        self._parts_lock = threading.Lock()
         self.orphans: dict[str, tuple[str, str | None, datetime, float]] = {}
         self.error: BaseException | None = None
         self.reports = 0
@@ -275,7 +281,7 @@ class _Recorder:
         for job in self._queue:
             if job.flush:
                 return True
-            size += len(job.outcomes or ()) + len(job.reports) + len(job.inbound)
+            size += len(job.fold or ()) + len(job.reports) + len(job.inbound)
         return size >= 5000
 
     def put(self, job: _Job, wait: bool) -> None:
@@ -292,9 +298,11 @@ class _Recorder:
         if wait and job.error is not None:
             raise StudioError(f"the ledger cannot be written: {job.error}") from job.error
 
-    def outcomes(self, batch: EventBatch) -> None:
+    def fold(self, batch: EventBatch) -> None:
+        """Fold outcomes the sender already appended into message state; learn their
+        provider ids."""
         if len(batch):
-            self.put(_Job(outcomes=batch), wait=False)
+            self.put(_Job(fold=batch), wait=False)
 
     def inbound(self, events: Sequence[InboundEvent]) -> None:
         reports = [e for e in events if isinstance(e, DeliveryReport)]
@@ -357,25 +365,36 @@ class _Recorder:
         for job in jobs:
             job.done.set()
 
-    def _remember(self, pid: str, ref: PartRef) -> None:
-        parts = self.parts
-        parts.pop(pid, None)
-        parts[pid] = ref
-        excess = len(parts) - self.config.provider_map_size
-        if excess > 0:
-            for old in list(itertools.islice(parts, excess + 1000)):
-                del parts[old]
+    def _remember_many(self, pairs: Iterable[tuple[str, PartRef]]) -> None:
+        """Remember provider ids (the oldest are forgotten beyond `provider_map_size`;
+        a report for one of those is looked up in the source instead)."""
+        with self._parts_lock:
+            parts = self.parts
+            parts.update(pairs)
+            excess = len(parts) - self.config.provider_map_size
+            if excess > 0:
+                for old in list(itertools.islice(parts, excess + 1000)):
+                    del parts[old]
+
+    def learn(self, outcomes: EventBatch) -> None:
+        """The provider ids of parts just accepted, as soon as `submit` returns: reports
+        can arrive before the outcomes are written, and are matched in memory then."""
+        b = outcomes
+        self._remember_many(
+            (b.provider_id[i], (b.message_id[i], b.mailing_id[i], b.part[i]))
+            for i, ev in enumerate(b.event) if ev == "submitted"
+        )
+
+    def knows(self, provider_id: str) -> bool:
+        return provider_id in self.parts
 
     def _write(self, jobs: list[_Job]) -> None:
-        events = EventBatch()
+        events = EventBatch()  # new events: reports matched to their parts
+        folds = EventBatch()  # outcomes appended by the sender, to fold
         for job in jobs:
-            if job.outcomes is None:
+            if job.fold is None:
                 continue
-            b = job.outcomes
-            events.extend(b)
-            for i, ev in enumerate(b.event):
-                if ev == "submitted":
-                    self._remember(b.provider_id[i], (b.message_id[i], b.mailing_id[i], b.part[i]))
+            folds.extend(job.fold)
         now_wall, now = self.wall(), self.clock()
         # Reports that overtook the recording of their submit: matched now, if ever.
         resolved: list[str] = []
@@ -391,8 +410,7 @@ class _Recorder:
                    if r.state in REPORT_EVENT and r.provider_id]  # fmt: skip
         misses = [r.provider_id for r in reports if r.provider_id not in self.parts]
         if misses:
-            for pid, ref in self.source.find_parts(misses).items():
-                self._remember(pid, ref)
+            self._remember_many(self.source.find_parts(misses).items())
         unmatched = EventBatch()
         for r in reports:
             ref = self.parts.get(r.provider_id)
@@ -407,8 +425,8 @@ class _Recorder:
         self.unmatched += len(unmatched)
         if len(unmatched):  # stored before the provider hears they arrived
             self.source.save_unmatched(unmatched)
-        if len(events) or resolved:
-            self.source.record(events, resolved)
+        if len(events) or len(folds) or resolved:
+            self.source.record(events, fold=folds, resolved_unmatched=resolved)
         messages = [m for job in jobs for m in job.inbound]
         if messages:
             self.source.record_inbound(messages, now_wall)
@@ -453,6 +471,7 @@ class Dispatcher:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.recorder = _Recorder(source, wall, self.config, clock)
         self._cursors: dict[int, _Cursor] = {}
+        self._pending = EventBatch()  # outcomes not yet written (go with the next batch)
         self._retry: list[tuple[float, int, PendingMessage]] = []
         self._seq = itertools.count()
         self._tokens = 0.0
@@ -464,6 +483,8 @@ class Dispatcher:
         self._next_heartbeat = 0.0
         self._stop = threading.Event()
         self._wakeup = threading.Event()
+        self._submit_state = threading.Condition()
+        self._in_submit = False
         self._threads: list[threading.Thread] = []
         self._recovered = False
         self._started = False
@@ -500,6 +521,8 @@ class Dispatcher:
         for t in self._threads:
             t.join(timeout)
         self._threads = []
+        with contextlib.suppress(Exception):
+            self._flush_pending()
         self.recorder.stop()
         with contextlib.suppress(Exception):
             self.gateway.close()
@@ -545,6 +568,7 @@ class Dispatcher:
             if handled:
                 batches += 1
                 continue
+            self._flush_pending()
             if self._retry:
                 self._sleep(max(self._retry[0][0] - self.clock(), 0.001))
                 continue
@@ -594,7 +618,7 @@ class Dispatcher:
 
     def _prepare(self) -> None:
         """After a crash: parts in flight become `unknown`; stored unmatched reports retry."""
-        parts = self.source.in_flight()
+        parts = self.source.recover()
         if parts:
             batch = EventBatch()
             now = self.wall()
@@ -624,12 +648,16 @@ class Dispatcher:
                     break
                 if self._cycle():
                     continue
+                self._flush_pending()
                 self._finish_mailings()
                 self._wakeup.wait(self._idle_wait())
                 self._wakeup.clear()
         except Exception as exc:  # keep the reason for the status page
             self.last_error = f"{type(exc).__name__}: {exc}"
             log.exception("dispatcher stopped")
+        finally:
+            with contextlib.suppress(Exception):
+                self._flush_pending()  # the last batch's outcomes, before stopping
 
     def _idle_wait(self) -> float:
         now = self.clock()
@@ -653,7 +681,21 @@ class Dispatcher:
                 backoff = min(backoff * 2, 10.0)
 
     def _receive_once(self, timeout: float) -> int:
-        return int(self.gateway.receive(self.recorder.inbound, timeout))
+        return int(self.gateway.receive(self._on_inbound, timeout))
+
+    def _on_inbound(self, events: Sequence[InboundEvent]) -> None:
+        """Store a batch of reports and replies (the gateway acknowledges it afterwards).
+
+        A report for a part of the batch being submitted right now can arrive before
+        `submit` returned its provider id: wait for that batch to settle (bounded), so the
+        report is matched in memory rather than stored as unmatched.
+        """
+        unknown = any(isinstance(e, DeliveryReport) and e.provider_id
+                      and not self.recorder.knows(e.provider_id) for e in events)  # fmt: skip
+        if unknown and self._threads:
+            with self._submit_state:
+                self._submit_state.wait_for(lambda: not self._in_submit, timeout=30.0)
+        self.recorder.inbound(events)
 
     def _heartbeat(self) -> None:
         now = self.clock()
@@ -763,7 +805,7 @@ class Dispatcher:
         blocked = self.source.blocked(batch)
         if not blocked:
             return batch
-        skips = EventBatch()
+        skips = self._pending
         keep = []
         now = self.wall()
         for m in batch:
@@ -774,8 +816,7 @@ class Dispatcher:
             if reason is not None:
                 skips.add(m.message_id, m.mailing_id, None, "skipped", None, reason, now)
             self._drop(m)
-        self.counters["skipped"] += len(skips)
-        self.recorder.outcomes(skips)
+        self.counters["skipped"] += sum(1 for m in batch if blocked.get(m.message_id))
         return keep
 
     def _pace(self, segments: int) -> bool:
@@ -825,21 +866,38 @@ class Dispatcher:
         submitting.provider_id = [None] * n
         submitting.reason = [None] * n
         submitting.ts = [now] * n
-        self.source.record_submitting(submitting)  # durable before anything goes out
+        # Durable before anything goes out, in one commit with the previous batch's outcomes
+        # (so a crash leaves at most this batch uncertain).
+        outcomes, self._pending = self._pending, EventBatch()
+        outcomes.extend(submitting)
+        self.source.append(outcomes)
+        self.recorder.fold(outcomes)
         self.counters["batches"] += 1
         self.counters["parts_submitted"] += n
+        with self._submit_state:
+            self._in_submit = True
         try:
-            results = self.gateway.submit(outbound)
-        except Exception as exc:  # a gateway bug: nobody knows what went out
-            log.exception("gateway.submit raised")
-            self.last_error = f"gateway error: {exc}"
-            results = [PartResult(o.message_id, p, "unknown", error=f"gateway error: {exc}")
-                       for o in outbound for p in o.parts_to_send]  # fmt: skip
-        self._settle(batch, outbound, results)
+            try:
+                results = self.gateway.submit(outbound)
+            except Exception as exc:  # a gateway bug: nobody knows what went out
+                log.exception("gateway.submit raised")
+                self.last_error = f"gateway error: {exc}"
+                results = [PartResult(o.message_id, p, "unknown", error=f"gateway error: {exc}")
+                           for o in outbound for p in o.parts_to_send]  # fmt: skip
+            self._settle(batch, outbound, results)
+        finally:
+            with self._submit_state:
+                self._in_submit = False
+                self._submit_state.notify_all()
 
     def _settle(self, batch: list[PendingMessage], outbound: list[OutboundMessage],
                 results: list[PartResult]) -> None:  # fmt: skip
         """Turn the gateway's per-part results into events, retries and pacing."""
+        wall = self.wall()
+        if all(r.status == "accepted" for r in results) and \
+                len(results) == sum(len(o.parts_to_send) for o in outbound):
+            self._settle_accepted(batch, results, wall)
+            return
         by_msg: dict[int, list[PartResult]] = {}
         for r in results:
             by_msg.setdefault(r.message_id, []).append(r)
@@ -851,7 +909,7 @@ class Dispatcher:
             r.status == "transient" and (r.error or "").startswith("not connected")
             for r in results
         )
-        now, wall = self.clock(), self.wall()
+        now = self.clock()
         events = EventBatch()
         ev_mid, ev_mg, ev_part, ev_event = (events.message_id, events.mailing_id, events.part,
                                             events.event)  # fmt: skip
@@ -873,7 +931,8 @@ class Dispatcher:
             accepted_total += self._settle_one(m, o, mine, link_down, now, events)
         events.ts = [wall] * len(events.event)
         self.counters["parts_accepted"] += accepted_total
-        self.recorder.outcomes(events)
+        self.recorder.learn(events)
+        self._pending.extend(events)
         throttled = [r for r in results if r.status == "throttled"] if "throttled" in statuses \
             else []
         if throttled:
@@ -888,6 +947,27 @@ class Dispatcher:
         else:
             self._link_failures = 0
             self._factor = min(1.0, self._factor + 0.1)
+
+    def _settle_accepted(self, batch: list[PendingMessage], results: list[PartResult],
+                         wall: datetime) -> None:  # fmt: skip
+        """The common case, in columns: the provider accepted every part of the batch."""
+        mailing = {m.message_id: m.mailing_id for m in batch}
+        n = len(results)
+        events = EventBatch()
+        events.message_id = [r.message_id for r in results]
+        events.mailing_id = [mailing[r.message_id] for r in results]
+        events.part = [r.part_index for r in results]
+        events.event = ["submitted"] * n
+        events.provider_id = [r.provider_id for r in results]
+        events.reason = [None] * n
+        events.ts = [wall] * n
+        self.recorder.learn(events)
+        self._pending.extend(events)
+        self.counters["parts_accepted"] += n
+        for m in batch:
+            self._drop(m)
+        self._link_failures = 0
+        self._factor = min(1.0, self._factor + 0.1)
 
     def _settle_one(self, m: PendingMessage, o: OutboundMessage, results: Sequence[PartResult],
                     link_down: bool, now: float, events: EventBatch) -> int:  # fmt: skip
@@ -949,7 +1029,15 @@ class Dispatcher:
                    self.config.backoff_initial * (2 ** min(max(attempts - 1, 0), 30)))
 
     # -- mailings that are done ------------------------------------------------------------
+    def _flush_pending(self) -> None:
+        """Write outcomes that were waiting for the next batch (now: there is none)."""
+        if len(self._pending):
+            pending, self._pending = self._pending, EventBatch()
+            self.source.append(pending)
+            self.recorder.fold(pending)
+
     def _finish_mailings(self) -> None:
+        self._flush_pending()
         now = self.clock()
         done = [c for c in self._cursors.values()
                 if c.exhausted and c.outstanding <= 0 and now >= c.recheck_at]  # fmt: skip

@@ -169,8 +169,14 @@ def write_snapshot(
 
 
 # -- writing events ----------------------------------------------------------------------------
-def record_submitting(storage: Storage, batch: EventBatch) -> None:
-    """Append `submitting` events and commit: done before the parts go on the wire."""
+def append_events(storage: Storage, batch: EventBatch) -> None:
+    """Append events and commit, without folding them into `message_state`.
+
+    The dispatcher's sending thread writes each batch's `submitting` events this way (before
+    the parts go out), together with the previous batch's outcomes, whose fold the recorder
+    does next. Folding is idempotent, so a crash between the two is repaired by
+    `refold_sending` at the next start.
+    """
     if not len(batch):
         return
     with storage.transaction() as cur:
@@ -186,7 +192,6 @@ _STATE_DELTA = """
         bool_or(event = 'rejected') AS rejected,
         bool_or(event = 'unknown') AS unknown,
         bool_or(event = 'skipped') AS skipped,
-        count(*) FILTER (WHERE event = 'retry') AS retries,
         arg_max(reason, ts) FILTER (WHERE reason IS NOT NULL) AS reason,
         max(ts) FILTER (WHERE event = 'submitted') AS submitted_at,
         max(ts) FILTER (WHERE event IN ('rejected', 'unknown', 'skipped', 'delivered',
@@ -203,7 +208,6 @@ _STATE_UPDATE = """
         rejected = s.rejected OR d.rejected,
         unknown = s.unknown OR d.unknown,
         skipped = s.skipped OR d.skipped,
-        retries = s.retries + d.retries,
         reason = CASE WHEN d.reason IS NOT NULL THEN d.reason
                       WHEN d.sub_mask <> 0 THEN NULL ELSE s.reason END,
         submitted_at = greatest(s.submitted_at, d.submitted_at),
@@ -222,32 +226,41 @@ def _id_clusters(ids: np.ndarray) -> list[tuple[int, int]]:
     return [(int(chunk[0]), int(chunk[-1])) for chunk in np.split(ids, cuts)]
 
 
+def _fold(cur: Any, view: str, ids: Iterable[int]) -> None:
+    """Fold the events in `view` into `message_state` (idempotent: bits, flags, maxima)."""
+    for lo, hi in _id_clusters(np.fromiter(ids, dtype=np.int64)):
+        delta = _STATE_DELTA.format(view=view)
+        cur.execute(_STATE_UPDATE.format(delta=delta), [lo, hi, lo, hi])
+
+
 def record_events(
     storage: Storage,
     batch: EventBatch,
     *,
+    fold: EventBatch | None = None,
     resolved_unmatched: Sequence[str] = (),
 ) -> None:
-    """Append events and fold them into `message_state`, in one transaction.
+    """Append `batch` and fold it, plus `fold` (events already appended), into
+    `message_state`, in one transaction.
 
     `resolved_unmatched` names provider ids of `unmatched_reports` rows that this batch
     now records against their message; they are deleted in the same transaction.
     """
-    if not len(batch) and not resolved_unmatched:
+    if not len(batch) and not (fold and len(fold)) and not resolved_unmatched:
         return
-    table = events_table(batch)
     with storage.transaction() as cur:
-        if table.num_rows:
+        if len(batch):
+            _register_insert(cur, "message_events", events_table(batch), _EVENT_SCHEMA.names)
+        everything = EventBatch()
+        everything.extend(batch)
+        if fold is not None:
+            everything.extend(fold)
+        changes = [i for i, e in enumerate(everything.event) if e != SUBMITTING]
+        if changes:
             name = _view()
-            cur.register(name, table)
+            cur.register(name, events_table(everything))
             try:
-                cols = ", ".join(_EVENT_SCHEMA.names)
-                cur.execute(f"INSERT INTO message_events ({cols}) SELECT {cols} FROM {name}")
-                ids = np.asarray(batch.message_id, dtype=np.int64)
-                if any(e != SUBMITTING for e in batch.event):
-                    for lo, hi in _id_clusters(ids):
-                        delta = _STATE_DELTA.format(view=name)
-                        cur.execute(_STATE_UPDATE.format(delta=delta), [lo, hi, lo, hi])
+                _fold(cur, name, (everything.message_id[i] for i in changes))
             finally:
                 cur.unregister(name)
         if resolved_unmatched:
@@ -255,6 +268,27 @@ def record_events(
                 "DELETE FROM unmatched_reports WHERE provider_id IN (SELECT unnest(?))",
                 [list(resolved_unmatched)],
             )
+
+
+def refold_sending(storage: Storage) -> None:
+    """Fold every event of the mailings still sending into their messages' state again.
+
+    After a crash some outcomes may be stored but not yet folded; folding is idempotent,
+    so folding everything again makes the state exact.
+    """
+    with storage.transaction() as cur:
+        cur.execute(
+            "CREATE OR REPLACE TEMP VIEW _refold AS SELECT * FROM message_events "
+            "WHERE mailing_id IN (SELECT id FROM mailings WHERE state = 'sending')"
+        )
+        try:
+            bounds = cur.execute("SELECT min(message_id), max(message_id) FROM _refold").fetchall()
+            if bounds and bounds[0][0] is not None:
+                lo, hi = int(bounds[0][0]), int(bounds[0][1])
+                delta = _STATE_DELTA.format(view="_refold")
+                cur.execute(_STATE_UPDATE.format(delta=delta), [lo, hi, lo, hi])
+        finally:
+            cur.execute("DROP VIEW IF EXISTS _refold")
 
 
 def save_unmatched(storage: Storage, reports: EventBatch) -> None:
@@ -387,14 +421,20 @@ def complete_mailing(storage: Storage, mailing_id: int, now: datetime) -> bool:
 
 # -- inbound -----------------------------------------------------------------------------------
 def latest_mailing_for(storage: Storage, numbers: Iterable[str]) -> dict[str, int]:
-    """For each number, the latest mailing that actually submitted a message to it."""
+    """For each number, the latest mailing that handed it a message (any part submitted).
+
+    Read from the `submitting` events, which are committed before a part goes out, so a
+    reply can never arrive before the message it answers is visible here.
+    """
     unique = [n for n in dict.fromkeys(numbers) if n]
     if not unique:
         return {}
     rows = storage.rows(
-        "SELECT m.e164, max(m.mailing_id) FROM messages m "
-        "JOIN message_state s ON s.message_id = m.id AND s.mailing_id = m.mailing_id "
-        "WHERE m.e164 IN (SELECT unnest(?)) AND s.submitted_mask <> 0 GROUP BY m.e164",
+        "WITH cand AS (SELECT id, mailing_id, e164 FROM messages "
+        "  WHERE e164 IN (SELECT unnest(?)) AND initial_status = 'queued') "
+        "SELECT c.e164, max(c.mailing_id) FROM cand c WHERE c.id IN ("
+        "  SELECT message_id FROM message_events WHERE event = 'submitting' "
+        "  AND message_id IN (SELECT id FROM cand)) GROUP BY c.e164",
         [unique],
     )
     return {e: int(m) for e, m in rows}
@@ -603,11 +643,12 @@ class LedgerSource:
         return out
 
     # -- recording --
-    def record_submitting(self, batch: EventBatch) -> None:
-        record_submitting(self.storage, batch)
+    def append(self, batch: EventBatch) -> None:
+        append_events(self.storage, batch)
 
-    def record(self, batch: EventBatch, resolved_unmatched: Sequence[str] = ()) -> None:
-        record_events(self.storage, batch, resolved_unmatched=resolved_unmatched)
+    def record(self, batch: EventBatch, *, fold: EventBatch | None = None,
+               resolved_unmatched: Sequence[str] = ()) -> None:  # fmt: skip
+        record_events(self.storage, batch, fold=fold, resolved_unmatched=resolved_unmatched)
 
     def find_parts(self, provider_ids: Sequence[str]) -> dict[str, PartRef]:
         return find_parts(self.storage, provider_ids)
@@ -660,7 +701,8 @@ class LedgerSource:
                                  mailing_id=mailing_id)  # fmt: skip
 
     # -- recovery and completion --
-    def in_flight(self) -> list[PartRef]:
+    def recover(self) -> list[PartRef]:
+        refold_sending(self.storage)
         return in_flight_parts(self.storage)
 
     def complete_mailing(self, mailing_id: int) -> bool:

@@ -157,6 +157,8 @@ def _clean_one(raw: object) -> str:
         if pd.api.types.is_scalar(raw) and pd.isna(raw):
             return _MISSING
         raw = str(raw)
+    if not raw.isascii():
+        raw = _valid_utf8(raw)
     if _SCIENTIFIC_RE.fullmatch(raw):
         return _SCIENTIFIC_MARK
     text = _FLOAT_TAIL_RE.sub(r"\1", raw)
@@ -169,10 +171,23 @@ def _clean_one(raw: object) -> str:
     return cleaned
 
 
+def _valid_utf8(text: str) -> str:
+    """`text` with lone surrogates (undecodable bytes let through) replaced by "?"."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
 def _to_arrow_strings(numbers: pd.Series) -> pa.Array:
     """The column as an Arrow string array, None/NaN as nulls, other scalars via str()."""
     if not isinstance(numbers.dtype, pd.StringDtype):
-        numbers = numbers.astype("str")
+        try:
+            numbers = numbers.astype("str")
+        except UnicodeEncodeError:  # Arrow holds only valid UTF-8
+            numbers = numbers.map(lambda v: _valid_utf8(v) if isinstance(v, str) else v,
+                                  na_action="ignore").astype("str")
     arr = pa.array(numbers.array)
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()

@@ -194,7 +194,6 @@ MIGRATIONS: list[tuple[int, str]] = [
             rejected BOOLEAN NOT NULL DEFAULT false,
             unknown BOOLEAN NOT NULL DEFAULT false,
             skipped BOOLEAN NOT NULL DEFAULT false,
-            retries INTEGER NOT NULL DEFAULT 0,
             reason VARCHAR,
             submitted_at TIMESTAMP,
             done_at TIMESTAMP

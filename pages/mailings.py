@@ -147,7 +147,7 @@ def reset_wizard() -> None:
 def step_rules() -> None:
     st.markdown("**The rules and netiquette of SMS mailings**")
     with st.container(border=True):
-        st.markdown(str(app.get_setting("rules_text") or ""))
+        st.markdown(str(app.get_setting("rules_text") or "").replace("\n", "  \n"))
     st.caption("The rules text can be changed on the **Settings** page.")
     accepted = st.checkbox(
         "I accept these rules: everyone in this mailing opted in, as for commercial e-mail, "
@@ -249,7 +249,8 @@ def show_plan(plan: Any, at: datetime | None) -> None:
                    help="Recipients minus those skipped (message over the parts limit, or "
                    "an invalid personalised sender).")
     cols[2].metric("Segments", fmt_int(plan.total_segments))
-    cols[3].metric("Estimated cost", f"{plan.total_cost:,.2f} {plan.currency}")
+    cols[3].metric(f"Estimated cost ({plan.currency})", f"{plan.total_cost:,.2f}",
+                   help="Segments × the price per segment of each country (Settings page).")
     cols[4].metric("In UCS-2", f"{plan.ucs2_share:.1%}",
                    help=f"{fmt_int(plan.ucs2_recipients)} recipients' messages need UCS-2 "
                    "(70 characters per part instead of 160).")
@@ -279,9 +280,10 @@ def step_confirm() -> None:
         st.button("Back", key="wiz_back4e", on_click=go, args=(3,))
         return
     show_plan(plan, data.get("at"))
-    st.button("Recalculate", key="wiz_replan", help="Count again (contacts or the document "
-              "may have changed).", on_click=lambda: SS.update(wiz_force_plan=True))
-    if st.button("Send a test to the test contact", key="wiz_test"):
+    tools = st.columns(2)
+    tools[0].button("Recalculate", key="wiz_replan", help="Count again (contacts or the "
+                    "document may have changed).", on_click=lambda: SS.update(wiz_force_plan=True))
+    if tools[1].button("Send a test to the test contact", key="wiz_test"):
         with friendly_errors():
             test_id = app.test_send(sender=plan.sender, body=plan.body, database=plan.database)
             st.success(f"Test message handed to the dispatcher as mailing #{test_id}.")
@@ -447,6 +449,9 @@ def mailings_list() -> None:
                 "when `python -m core worker` runs on this database.")
     elif background_error():
         st.error(f"The dispatcher did not start, so nothing is sent: {background_error()}")
+    ticker = app.scheduler_status()
+    if ticker and ticker["errors"]:
+        st.warning("The scheduler reported: " + " · ".join(ticker["errors"][-3:]))
     frame = app.list_mailings()
     SS["mail_sending_ids"] = tuple(sorted(
         int(i) for i in frame.loc[frame["state"] == "sending", "id"]))
@@ -464,7 +469,8 @@ def mailings_list() -> None:
                         "submitted", "delivered", "failed", "unknown", "skipped", "segments",
                         "scheduled_at", "started_at", "finished_at"]],
                  hide_index=True)  # fmt: skip
-    st.caption(f"Times in {zone}.")
+    st.caption(f"Times in {zone}. Counts as of {local(app.clock(), '%H:%M:%S')}; the "
+               "progress of sending mailings above refreshes by itself.")
     scheduled = frame[frame["state"] == "scheduled"].sort_values("scheduled_at")
     st.subheader("Edit scheduled mailing")
     if scheduled.empty:

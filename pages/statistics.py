@@ -35,10 +35,10 @@ def rate(value: float | None, digits: int = 1) -> str:
     return f"{100.0 * value:.{digits}f}%"
 
 
-def money(value: float | None, currency: str) -> str:
+def money(value: float | None, currency: str, digits: int = 2) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"
-    return f"{currency} {value:,.2f}"
+    return f"{value:,.{digits}f} {currency}"
 
 
 def seconds(value: float | None) -> str:
@@ -74,24 +74,31 @@ def pick_mailing(choices: pd.DataFrame) -> int:
     return choice
 
 
-def show_headline(app: Any, mailing_id: int, funnel: dict, cost: dict, replies: dict) -> None:
-    cols = st.columns(6)
-    cols[0].metric("Recipients", fmt_int(funnel["recipients"]))
-    cols[1].metric("Submitted", fmt_int(funnel["submitted"]))
-    cols[2].metric("Delivered", fmt_int(funnel["delivered"]),
-                   rate(funnel["delivery_rate"]) + " of submitted", delta_color="off")
-    cols[3].metric("Failures", fmt_int(funnel["failures"]),
-                   f"{fmt_int(funnel['unknown'])} unknown", delta_color="off")
-    cols[4].metric("STOP opt-outs", fmt_int(replies["stops"]),
-                   rate(replies["opt_out_rate"], 2) + " of delivered", delta_color="off")
-    cols[5].metric("Cost", money(cost["cost"], cost["currency"]),
-                   money(cost["cost_per_delivered"], cost["currency"]) + " per delivered",
-                   delta_color="off")
+def note(col: Any, label: str, value: str, aside: str | None = None) -> None:
+    """A metric with an explanatory aside (grey, no arrow: it is not a change)."""
+    col.metric(label, value, aside, delta_color="off", delta_arrow="off")
+
+
+def show_headline(funnel: dict, cost: dict, replies: dict) -> None:
+    top = st.columns(3)
+    note(top[0], "Recipients", fmt_int(funnel["recipients"]),
+         f"{fmt_int(funnel['skipped'])} skipped, {fmt_int(funnel['queued'])} queued")
+    note(top[1], "Submitted", fmt_int(funnel["submitted"]),
+         f"{fmt_int(funnel['awaiting_report'])} awaiting a report")
+    note(top[2], "Delivered", fmt_int(funnel["delivered"]),
+         rate(funnel["delivery_rate"]) + " of submitted")
+    bottom = st.columns(3)
+    note(bottom[0], "Failures", fmt_int(funnel["failures"]),
+         f"{fmt_int(funnel['unknown'])} unknown")
+    note(bottom[1], "STOP opt-outs", fmt_int(replies["stops"]),
+         rate(replies["opt_out_rate"], 2) + " of delivered")
+    note(bottom[2], "Cost", money(cost["cost"], cost["currency"]),
+         money(cost["cost_per_delivered"], cost["currency"], 4) + " per delivered")
 
 
 def show_funnel(funnel: dict) -> None:
     st.subheader("Funnel")
-    left, right = st.columns([3, 2])
+    left, right = st.columns(2)
     stages = funnel["stages"]
     with left:
         fig = go.Figure(go.Funnel(y=stages["stage"], x=stages["count"],
@@ -123,8 +130,7 @@ def show_funnel(funnel: dict) -> None:
         cols = st.columns(3)
         for col, (key, label) in zip(cols, (("all", "All parts"), ("some", "Some parts"),
                                             ("none", "No part")), strict=True):  # fmt: skip
-            col.metric(label, fmt_int(parts[key]),
-                       rate(parts[key] / parts["multipart"]), delta_color="off")
+            note(col, label, fmt_int(parts[key]), rate(parts[key] / parts["multipart"]))
 
 
 def show_timing(app: Any, mailing_id: int) -> None:
@@ -174,20 +180,17 @@ def show_failures(app: Any, mailing_id: int, funnel: dict) -> None:
                   key="stats_failures_by")  # fmt: skip
     frame = app.failures_by(mailing_id, by)
     shown = frame[frame["failures"] > 0]
-    label = "operator" if by == "operator" else by
-    left, right = st.columns([3, 2])
-    with left:
-        top = shown.head(15)
-        names = top[label] + (" (" + top["country"] + ")" if by == "operator" else "")
-        fig = px.bar(top.assign(name=names), x="share", y="name", orientation="h",
-                     title=f"Share of the {fmt_int(funnel['failures'])} failures by {by}")
-        fig.update_layout(yaxis={"autorange": "reversed", "title": None},
-                          xaxis={"tickformat": ".0%", "title": None})  # fmt: skip
-        chart(fig, f"failures_{by}")
-    with right:
-        config = {"share": PCT, "failure_rate": st.column_config.NumberColumn(
-            "failure rate", format="percent")}
-        st.dataframe(shown, hide_index=True, width="stretch", column_config=config)
+    top = shown.head(15)
+    names = top[by] + (" (" + top["country"] + ")" if by == "operator" else "")
+    fig = px.bar(top.assign(name=names), x="share", y="name", orientation="h",
+                 title=f"Share of the {fmt_int(funnel['failures'])} failures by {by}")
+    fig.update_layout(yaxis={"autorange": "reversed", "title": None, "type": "category"},
+                      xaxis={"tickformat": ".0%", "title": None},
+                      height=120 + 28 * len(top))  # fmt: skip
+    chart(fig, f"failures_{by}")
+    config = {"share": PCT, "failure_rate": st.column_config.NumberColumn(
+        "failure rate", format="percent")}
+    st.dataframe(shown, hide_index=True, width="stretch", column_config=config)
     if by == "operator":
         st.caption("The operator the number range was allocated to (phonenumbers' carrier "
                    "data); ported numbers count under their original operator.")
@@ -196,11 +199,11 @@ def show_failures(app: Any, mailing_id: int, funnel: dict) -> None:
 def show_cost(app: Any, mailing_id: int, cost: dict) -> None:
     st.subheader("Segments and cost")
     currency = cost["currency"]
-    cols = st.columns(4)
-    cols[0].metric("Estimated segments", fmt_int(cost["estimated_segments"]))
-    cols[1].metric("Accepted segments", fmt_int(cost["segments"]))
-    cols[2].metric("Estimated cost", money(cost["estimated_cost"], currency))
-    cols[3].metric("Actual cost", money(cost["cost"], currency))
+    top, bottom = st.columns(2), st.columns(2)
+    top[0].metric("Estimated segments", fmt_int(cost["estimated_segments"]))
+    top[1].metric("Accepted segments", fmt_int(cost["segments"]))
+    bottom[0].metric("Estimated cost", money(cost["estimated_cost"], currency))
+    bottom[1].metric("Actual cost", money(cost["cost"], currency))
     source = ("stored when the mailing was confirmed" if cost["estimate_source"] ==
               "confirmation" else "computed now from the messages × the price table (none "
               "was stored at confirmation)")  # fmt: skip
@@ -224,10 +227,9 @@ def show_replies(replies: dict) -> None:
     st.subheader("Replies")
     cols = st.columns(4)
     cols[0].metric("STOP opt-outs", fmt_int(replies["stops"]))
-    cols[1].metric("Opt-out rate", rate(replies["opt_out_rate"], 2),
-                   "of delivered", delta_color="off")
+    note(cols[1], "Opt-out rate", rate(replies["opt_out_rate"], 2), "of delivered")
     cols[2].metric("Other replies", fmt_int(replies["other_replies"]))
-    cols[3].metric("START (opt back in)", fmt_int(replies["start_messages"]))
+    cols[3].metric("START replies", fmt_int(replies["start_messages"]))
     if len(replies["texts"]):
         with st.expander("Most frequent replies"):
             st.dataframe(replies["texts"], hide_index=True, width="stretch")
@@ -256,6 +258,8 @@ def show_export(app: Any, mailing_id: int) -> None:
 
 def mailing_section(mailing_id: int, live: bool) -> None:
     app = studio()
+    if live and not app.mailing_live(mailing_id):
+        st.rerun()  # it settled: a full run shows it without the refresh timer
     with friendly_errors():
         funnel = app.mailing_funnel(mailing_id)
         cost = app.cost_actual_vs_estimate(mailing_id)
@@ -272,7 +276,7 @@ def mailing_section(mailing_id: int, live: bool) -> None:
         if not funnel["recipients"]:
             st.info("This mailing has no messages yet: it has not started, or it could not.")
             return
-        show_headline(app, mailing_id, funnel, cost, replies)
+        show_headline(funnel, cost, replies)
         show_funnel(funnel)
         show_timing(app, mailing_id)
         show_failures(app, mailing_id, funnel)
@@ -295,6 +299,19 @@ def mailing_view() -> None:
 
 
 # -- all mailings ---------------------------------------------------------------------------
+OVERVIEW_COLUMNS = ["mailing_id", "started_at", "document", "selection", "database", "state",
+                    "recipients", "submitted", "delivered", "delivery_rate", "failed",
+                    "unknown", "pending", "stops", "opt_out_rate", "segments", "cost",
+                    "cost_per_delivered", "kind", "finished_at"]  # fmt: skip
+PERIOD_FORMATS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d", "week": "week of %Y-%m-%d",
+                  "month": "%Y-%m"}  # fmt: skip
+
+
+def period_labels(periods: pd.Series, period: str) -> pd.Series:
+    """Periods as text, so a chart shows one category per period (even a single one)."""
+    return pd.to_datetime(periods).dt.strftime(PERIOD_FORMATS[period])
+
+
 def overall_view() -> None:
     app = studio()
     include_tests = st.toggle("Include test sends", value=False, key="stats_include_tests")
@@ -305,7 +322,7 @@ def overall_view() -> None:
         st.info("No mailing has sent anything yet.")
     else:
         recent = overview.head(30).sort_values("mailing_id")
-        recent = recent.assign(name="#" + recent["mailing_id"].astype(str))
+        recent = recent.assign(name="#" + recent["mailing_id"].astype(str))  # category axis
         cols = st.columns(3)
         for col, (metric, title, fmt) in zip(cols, (
             ("delivery_rate", "Delivery rate", ".1%"),
@@ -314,11 +331,11 @@ def overall_view() -> None:
         ), strict=True):  # fmt: skip
             fig = px.bar(recent, x="name", y=metric, title=title)
             fig.update_layout(xaxis_title=None, yaxis_title=None, yaxis_tickformat=fmt,
-                              height=280)  # fmt: skip
+                              height=280, xaxis_type="category")  # fmt: skip
             with col:
                 chart(fig, f"overview_{metric}")
         st.dataframe(
-            overview, hide_index=True, width="stretch",
+            overview, hide_index=True, width="stretch", column_order=OVERVIEW_COLUMNS,
             column_config={"delivery_rate": PCT, "opt_out_rate": PCT, "cost": MONEY,
                            "cost_per_delivered": st.column_config.NumberColumn(
                                format="%.4f")},
@@ -329,6 +346,7 @@ def overall_view() -> None:
                       key="stats_period")  # fmt: skip
     trends = app.trends(period, include_tests=include_tests)
     if len(trends):
+        trends["period"] = period_labels(trends["period"], period)
         long = trends.melt(id_vars=["period"], value_vars=["delivery_rate", "opt_out_rate"],
                            var_name="rate", value_name="value")  # fmt: skip
         left, right = st.columns(2)
@@ -336,16 +354,18 @@ def overall_view() -> None:
             fig = px.line(long, x="period", y="value", color="rate", markers=True,
                           title=f"Delivery and opt-out rate per {period}")
             fig.update_layout(yaxis_tickformat=".1%", yaxis_title=None, xaxis_title=None,
-                              legend_title=None)  # fmt: skip
+                              legend_title=None, xaxis_type="category")  # fmt: skip
             chart(fig, "trend_rates")
         with right:
             fig = px.bar(trends, x="period", y=["delivered", "failed"],
                          title=f"Messages per {period}")  # fmt: skip
-            fig.update_layout(yaxis_title=None, xaxis_title=None, legend_title=None)
+            fig.update_layout(yaxis_title=None, xaxis_title=None, legend_title=None,
+                              xaxis_type="category")  # fmt: skip
             chart(fig, "trend_volume")
 
     st.subheader("Suppression list")
     growth = app.suppression_growth(period)
+    growth["period"] = period_labels(growth["period"], period)
     if growth.empty:
         st.caption("The suppression list has never changed.")
     else:
@@ -355,7 +375,7 @@ def overall_view() -> None:
         fig.add_scatter(x=growth["period"], y=growth["total"], name="list size", yaxis="y2",
                         mode="lines+markers")  # fmt: skip
         fig.update_layout(title=f"Growth per {period} (STOP replies included in added)",
-                          barmode="relative",
+                          barmode="relative", xaxis_type="category",
                           yaxis2={"overlaying": "y", "side": "right", "rangemode": "tozero"})
         chart(fig, "suppressions")
 

@@ -30,9 +30,10 @@ CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
     "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
 ]
-# Instant delivery reports and a rate far above what the dispatcher reaches: a mailing of a
-# few thousand messages is sent and reported within seconds.
-FAST_GATEWAY = "simulator://?seed=1&rate=50000&instant=1"
+# Instant delivery reports at 1,000 segments per second: a mailing of a few thousand
+# messages is sent and reported within seconds, slowly enough to watch its progress.
+FAST_GATEWAY = "simulator://?seed=1&rate=1000&instant=1"
+TIME_ZONE = "Europe/Amsterdam"  # the browser's: the app shows times in the user's zone
 STATUS_WIDGET = '[data-testid="stStatusWidget"]'
 VIEWPORT = {"width": 1400, "height": 1000}
 
@@ -144,7 +145,7 @@ class AppServer:
 
 
 @contextlib.contextmanager
-def browser_page(base_url: str) -> Iterator[Any]:
+def browser_page(base_url: str, *, timezone_id: str = TIME_ZONE) -> Iterator[Any]:
     """A Playwright page in Debian's headless Chromium (never a downloaded browser)."""
     from playwright.sync_api import sync_playwright
 
@@ -152,7 +153,8 @@ def browser_page(base_url: str) -> Iterator[Any]:
         browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
                                      args=CHROMIUM_ARGS)
         try:
-            context = browser.new_context(viewport=VIEWPORT, base_url=base_url)
+            context = browser.new_context(viewport=VIEWPORT, base_url=base_url,
+                                          timezone_id=timezone_id, locale="en-US")
             page = context.new_page()
             page.set_default_timeout(30_000)
             yield page
@@ -203,11 +205,13 @@ def main_area(page: Any) -> Any:
     return page.get_by_test_id("stMain")
 
 
-def screenshot(page: Any, path: Path, *, full_page: bool = True, max_height: int = 8000) -> Path:
+def screenshot(page: Any, path: Path, *, full_page: bool = True, max_height: int = 8000,
+               settle: bool = True) -> Path:
     """A PNG of what the user sees now; `full_page` grows the window to the height of the
     main area first (Streamlit scrolls inside `stMain`, not the document)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    wait_idle(page)
+    if settle:
+        wait_idle(page)
     size = page.viewport_size or VIEWPORT
     if full_page:
         height = page.evaluate(
@@ -340,3 +344,17 @@ def open_expander(page: Any, scope: Any, title: str) -> Any:
         summary.click()
         wait_idle(page)
     return expander
+
+
+def set_datetime(page: Any, scope: Any, label_start: str, at: Any) -> None:
+    """Type a date and time into the st.datetime_input whose label starts with `label_start`:
+    segment by segment (year, month, day, hour, minute), as a keyboard user does."""
+    box = scope.get_by_test_id("stDateTimeInput").filter(has_text=label_start).first
+    values = {"year": f"{at:%Y}", "month": f"{at:%m}", "day": f"{at:%d}", "hour": f"{at:%H}",
+              "minute": f"{at:%M}"}
+    for segment, value in values.items():
+        spin = box.get_by_role("spinbutton", name=re.compile(rf"^{segment},"))
+        spin.click()
+        page.keyboard.type(value)
+    page.keyboard.press("Tab")
+    wait_idle(page)

@@ -191,6 +191,6 @@ def test_worker_stops_cleanly_on_sigterm_and_a_new_worker_resumes(tmp_path: Path
 
     ok(cli(db, "worker", "--until-done", "--gateway", GATEWAY, "--report-timeout", "20"))
     row = json_lines(ok(cli(db, "mailings", "--json")).stdout)[0]
-    assert row["state"] == "finished"
-    assert row["submitted"] == 300 and row["unknown"] == 0
-    assert row["delivered"] + row["failed"] == 300  # every report arrived
+    assert row["state"] == "finished", row
+    assert row["submitted"] == 300 and row["unknown"] == 0, row
+    assert row["delivered"] + row["failed"] == 300, row  # every report arrived

@@ -108,11 +108,13 @@ class MemorySource:
         return {m.message_id: "suppressed" for m in messages
                 if not m.accepted and m.e164 in self.suppressed}  # fmt: skip
 
-    def record_submitting(self, batch: EventBatch) -> None:
-        self.submitting.extend(batch.rows())
+    def append(self, batch: EventBatch) -> None:
+        for row in batch.rows():
+            (self.submitting if row[3] == "submitting" else self.events).append(row)
 
-    def record(self, batch: EventBatch, resolved_unmatched: Sequence[str] = ()) -> None:
-        self.events.extend(batch.rows())
+    def record(self, batch: EventBatch, *, fold: EventBatch | None = None,
+               resolved_unmatched: Sequence[str] = ()) -> None:  # fmt: skip
+        self.events.extend(batch.rows())  # `fold` was appended already: state is derived
         self.unmatched = [u for u in self.unmatched if u[4] not in set(resolved_unmatched)]
 
     def find_parts(self, provider_ids: Sequence[str]) -> dict[str, PartRef]:
@@ -134,7 +136,7 @@ class MemorySource:
     def record_inbound(self, messages: Sequence[InboundMessage], received_at: datetime) -> None:
         self.inbound.extend(messages)
 
-    def in_flight(self) -> list[PartRef]:
+    def recover(self) -> list[PartRef]:
         out = []
         for mid, mg, part, *_ in self.submitting:
             sent = sum(1 for s in self.submitting if s[0] == mid and s[2] == part)
@@ -295,7 +297,7 @@ def test_a_refused_part_is_retried_alone_with_the_same_concatenation_reference()
     assert [(e[2], e[5]) for e in retry] == [(1, "ESME_RTHROTTLED")]
     assert source.final(5) == "submitted"
     # every outcome answers exactly one `submitting`: nothing is left in flight
-    assert source.in_flight() == []
+    assert source.recover() == []
 
 
 def test_an_unknown_part_makes_the_message_unknown_and_nothing_more_of_it_is_sent() -> None:
@@ -310,7 +312,7 @@ def test_an_unknown_part_makes_the_message_unknown_and_nothing_more_of_it_is_sen
     assert gw.attempts.get((3, 1)) is None  # never handed to the provider
     assert source.final(3) == "unknown"
     assert {source.final(i) for i in (1, 2, 4, 5)} == {"submitted"}
-    assert source.in_flight() == []
+    assert source.recover() == []
 
 
 def test_a_permanent_refusal_is_final_with_its_reason() -> None:
@@ -435,7 +437,9 @@ def test_a_report_that_overtakes_its_submit_is_kept_and_matched_later() -> None:
     assert [u[4] for u in source.unmatched] == ["early-1"]  # stored before acknowledging
     outcome = EventBatch()
     outcome.add(1, 1, 0, "submitted", "early-1", None, clock.wall())
-    rec.outcomes(outcome)
+    rec.learn(outcome)  # the sender tells the recorder the new provider ids ...
+    source.append(outcome)  # ... writes its outcomes, and the recorder folds them
+    rec.fold(outcome)
     assert source.unmatched == []
     assert [(e[0], e[2], e[3]) for e in source.events if e[3] == "delivered"] == [(1, 0,
                                                                                    "delivered")]

@@ -15,21 +15,24 @@ Every page is saved as a screenshot under tests/artifacts/journey/ for a person 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from tests.journey_helpers import (
     CHROMIUM,
     ROOT,
+    TIME_ZONE,
     AppServer,
     as_int,
     browser_page,
@@ -46,6 +49,7 @@ from tests.journey_helpers import (
     run_cli,
     screenshot,
     selected,
+    set_datetime,
     switch_on,
     type_text,
     wait_idle,
@@ -233,7 +237,8 @@ def run_wizard(page: Any, target: str, shot: Shots, *, at: datetime | None = Non
     if at is not None:
         main.get_by_text("At a date and time").click()
         wait_idle(page)
-        set_datetime(page, widget(main, "stDateTimeInput", None), at)
+        set_datetime(page, main, "Send at", at)
+        main.get_by_text(re.compile(r"^Stored as .* UTC")).wait_for()
     click_button(page, main, "Next")
     main.get_by_text("Step 4 of 4: Confirm").wait_for(timeout=60_000)
     recipients = as_int(metric_value(page, "Recipients"))
@@ -244,32 +249,43 @@ def run_wizard(page: Any, target: str, shot: Shots, *, at: datetime | None = Non
     wait_idle(page)
     flash = main.get_by_text(re.compile(r"^Mailing #\d+ (starts now|is scheduled for)"))
     flash.wait_for()
-    return int(re.search(r"#(\d+)", flash.inner_text()).group(1))
+    found = re.search(r"#(\d+)", flash.inner_text())
+    assert found is not None
+    return int(found.group(1))
 
 
-def set_datetime(page: Any, box: Any, at: datetime) -> None:
-    field = box.locator("input").first
-    field.fill(at.strftime("%Y-%m-%d %H:%M"))
-    field.press("Enter")
-    wait_idle(page)
-
-
-def watch_progress(page: Any, mailing_id: int, shot: Shots) -> None:
+def watch_progress(page: Any, mailing_id: int, shot: Shots) -> list[tuple[int, int]]:
+    """Follow the live progress bar until the mailing has finished; the (handled, total)
+    counts it showed on the way."""
     main = main_area(page)
     open_tab(page, "Mailings")
-    # The live panel refreshes itself; the mailing leaves "Sending" when every message is
-    # handled, and the list shows it finished.
-    poll(lambda: main.get_by_text("Nothing is sending right now.").is_visible(),
-         timeout=90, what=f"mailing #{mailing_id} to finish sending")
+    bar = main.get_by_test_id("stProgress").filter(has_text=re.compile(r"handled$"))
+    seen: list[tuple[int, int]] = []
+
+    def finished() -> bool:
+        if bar.count():
+            text = bar.first.inner_text()
+            handled, total = (as_int(n) for n in re.findall(r"[\d,]+", text)[:2])
+            seen.append((handled, total))
+            if len(seen) == 1:
+                shot("mailings-progress")
+            return False
+        # Not sending: either not started yet (the scheduler starts it within a second or
+        # two) or done; only a mailing whose progress was seen can be done.
+        return bool(seen) and main.get_by_text("Nothing is sending right now.").is_visible()
+
+    poll(finished, timeout=90, interval=0.3, what=f"mailing #{mailing_id} to finish")
     wait_idle(page)
+    choose(page, main, "Mailing", f"#{mailing_id} (finished)")
+    main.get_by_text(re.compile(rf"^#{mailing_id} · finished")).wait_for()
     shot("mailings-finished")
+    return seen
 
 
 def read_statistics(page: Any, mailing_id: int, shot: Shots) -> dict[str, int]:
     go_to(page, "Statistics")
     main = main_area(page)
-    choose(page, main, "Mailing", next(
-        t for t in widget_options(page, main, "Mailing") if t.startswith(f"#{mailing_id} ")))
+    assert selected(main, "Mailing").startswith(f"#{mailing_id} · {DOCUMENT}")
 
     def settled() -> bool:
         note = main.get_by_text(re.compile(r"^State: ")).first.inner_text()
@@ -283,39 +299,40 @@ def read_statistics(page: Any, mailing_id: int, shot: Shots) -> dict[str, int]:
     return shown
 
 
-def widget_options(page: Any, scope: Any, label: str) -> list[str]:
-    box = widget(scope, "stSelectbox", label)
-    box.click()
-    options = page.get_by_role("option").all_inner_texts()
-    page.keyboard.press("Escape")
-    return [o.strip() for o in options]
-
-
-def schedule_edit_cancel(page: Any, shot: Shots) -> int:
+def schedule_edit_cancel(page: Any, shot: Shots) -> tuple[int, datetime]:
+    """Schedule a mailing two minutes ahead, move it and change its parts limit, cancel it.
+    Returns its id and the (edited) send time in UTC."""
     go_to(page, "Mailings")
     open_tab(page, "New mailing")
-    at = datetime.now() + timedelta(minutes=2)
-    mailing_id = run_wizard(page, MINI, shot, at=at)
+    zone = ZoneInfo(TIME_ZONE)
+    first = (datetime.now(zone) + timedelta(minutes=3)).replace(second=0, microsecond=0)
+    mailing_id = run_wizard(page, MINI, shot, at=first)
     main = main_area(page)
     open_tab(page, "Mailings")
-    expander = open_expander(page, main, f"#{mailing_id} · ")
+    title = f"#{mailing_id} · {DOCUMENT} → Selection {MINI} · "
+    expander = open_expander(page, main, title)
+    assert f"{first:%Y-%m-%d %H:%M}" in expander.locator("summary").inner_text()
+    later = first + timedelta(minutes=5)
+    set_datetime(page, expander, "Send at", later)
     parts = widget(expander, "stNumberInput", "Most parts per message (1: never split)")
     type_text(page, parts.locator("input"), "3", commit=False)
     click_button(page, expander, "Save changes")
     main.get_by_text(f"Mailing #{mailing_id} changed.").wait_for()
+    expander = open_expander(page, main, title)
+    assert f"{later:%Y-%m-%d %H:%M}" in expander.locator("summary").inner_text()
     shot("mailings-scheduled")
-    expander = open_expander(page, main, f"#{mailing_id} · ")
     click_button(page, expander, f"Cancel mailing #{mailing_id}")
     main.get_by_text(f"Mailing #{mailing_id} cancelled.").wait_for()
-    return mailing_id
+    assert not main.get_by_test_id("stExpander").filter(has_text=title).count()
+    return mailing_id, later.astimezone(UTC).replace(tzinfo=None)
 
 
 # -- the test ------------------------------------------------------------------------------------
 def test_new_user_journey(app_server: AppServer, demo_csv: Path) -> None:
     started = time.monotonic()
-    try:
-        with browser_page(app_server.url) as page:
-            shot = Shots(page)
+    with browser_page(app_server.url) as page:
+        shot = Shots(page)
+        try:
             open_app(page)
             import_contacts(page, demo_csv, shot)
             counted = build_selections(page, shot)
@@ -325,17 +342,22 @@ def test_new_user_journey(app_server: AppServer, demo_csv: Path) -> None:
             click_button(page, main, "Send bulk mailing…")
             main.get_by_role("heading", name="Mailings", level=1).wait_for()
             mailing_id = run_wizard(page, MINI, shot)
-            watch_progress(page, mailing_id, shot)
+            progress = watch_progress(page, mailing_id, shot)
             stats = read_statistics(page, mailing_id, shot)
             assert stats["recipients"] == counted["recipients"]
             assert stats["delivered"] + stats["failures"] == stats["submitted"]
+            assert progress, "the live progress bar was never shown"
+            assert progress == sorted(progress), "progress never goes back"
+            assert {total for _, total in progress} == {stats["recipients"]}
 
-            cancelled = schedule_edit_cancel(page, shot)
+            cancelled, cancelled_at = schedule_edit_cancel(page, shot)
             go_to(page, "Settings")
             shot("settings")
-    except Exception:
-        print(app_server.tail(), file=sys.stderr)
-        raise
+        except Exception:
+            with contextlib.suppress(Exception):
+                screenshot(page, ARTIFACTS / "failure.png", settle=False)
+            print(app_server.tail(), file=sys.stderr)
+            raise
     code = app_server.stop()
     assert code == 0, f"the app did not stop cleanly (exit {code}):\n{app_server.tail()}"
 
@@ -344,6 +366,8 @@ def test_new_user_journey(app_server: AppServer, demo_csv: Path) -> None:
         app_server.db_path, "mailings", "--json").splitlines())}
     sent = rows[mailing_id]
     assert sent["state"] == "finished"
+    assert (sent["recipients"], sent["submitted"], sent["delivered"], sent["failed"]) == (
+        stats["recipients"], stats["submitted"], stats["delivered"], stats["failures"])
     ledger = [json.loads(line) for line in run_cli(
         app_server.db_path, "results", str(mailing_id), "--format", "json").splitlines()]
     statuses = [r["status"] for r in ledger]
@@ -351,7 +375,11 @@ def test_new_user_journey(app_server: AppServer, demo_csv: Path) -> None:
     assert statuses.count("delivered") == stats["delivered"]
     failures = sum(statuses.count(s) for s in ("failed", "undelivered", "expired"))
     assert failures == stats["failures"]
-    assert rows[cancelled]["state"] == "cancelled"
+
+    gone = rows[cancelled]
+    assert gone["state"] == "cancelled"
+    assert gone["scheduled_at"] == f"{cancelled_at:%Y-%m-%dT%H:%M:%S}+00:00", "the edit held"
+    assert (gone["recipients"], gone["submitted"]) == (0, 0), "a cancelled mailing sends nothing"
     assert not run_cli(app_server.db_path, "results", str(cancelled), "--format",
-                       "json").strip(), "a cancelled mailing sends nothing"
+                       "json").strip()
     assert time.monotonic() - started < 180

@@ -155,9 +155,14 @@ def test_a_test_send_is_one_message_to_the_default_destination(app: Studio) -> N
 
 
 def record(app: Studio, *events: tuple) -> None:
-    batch = EventBatch()
+    """Record outcome/report events, each outcome after its `submitting` (as the dispatcher
+    does)."""
+    submitting, batch = EventBatch(), EventBatch()
     for e in events:
+        if e[3] in ("submitted", "retry", "rejected", "unknown"):
+            submitting.add(e[0], e[1], e[2], "submitting", None, None, e[6])
         batch.add(*e)
+    ledger.append_events(app.storage, submitting)
     ledger.record_events(app.storage, batch)
 
 
@@ -350,10 +355,27 @@ def test_parts_submitting_without_an_outcome_are_found_after_a_crash(app: Studio
     batch = EventBatch()
     for i in ids[:3]:
         batch.add(i, mid, 0, "submitting", None, None, now)
-    ledger.record_submitting(app.storage, batch)
-    record(app, (ids[0], mid, 0, "submitted", "a", None, now),
-           (ids[1], mid, 0, "retry", None, "throttled", now))  # fmt: skip
+    ledger.append_events(app.storage, batch)
+    outcomes = EventBatch()
+    outcomes.add(ids[0], mid, 0, "submitted", "a", None, now)
+    outcomes.add(ids[1], mid, 0, "retry", None, "throttled", now)
+    ledger.record_events(app.storage, outcomes)
     assert ledger.in_flight_parts(app.storage) == [(ids[2], mid, 0)]
+
+
+def test_outcomes_stored_but_not_yet_folded_are_folded_when_sending_resumes(
+    app: Studio,
+) -> None:  # fmt: skip
+    mid = launch(app)
+    ids = [r[0] for r in app.storage.rows("SELECT id FROM messages ORDER BY id")]
+    now = app.clock()
+    batch = EventBatch()
+    batch.add(ids[0], mid, 0, "submitting", None, None, now)
+    batch.add(ids[0], mid, 0, "submitted", "pid-0", None, now)
+    ledger.append_events(app.storage, batch)  # the process died before the fold
+    assert app.mailing_results(mid)["status"].iloc[0] == "queued"
+    assert LedgerSource(app).recover() == []  # not in flight: it has its outcome
+    assert app.mailing_results(mid)["status"].iloc[0] == "submitted"
 
 
 # -- the lease -----------------------------------------------------------------------------------

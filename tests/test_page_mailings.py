@@ -113,7 +113,7 @@ def test_the_wizard_goes_through_four_steps_and_lists_the_mailing(page_db: Path)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Recipients"] == "3" and metrics["Will receive"] == "3"
     assert metrics["Segments"] == "3"  # Zoë's message is UCS-2, and still fits one part
-    assert metrics["Estimated cost"] == "0.70 EUR"  # 2 × NL 0.10 + 1 × BE at the * price
+    assert metrics["Estimated cost (EUR)"] == "0.70"  # 2 × NL 0.10 + 1 × BE at the * price
     assert metrics["In UCS-2"] == "33.3%"
     assert "alphanumeric" not in texts(at)
 

@@ -13,7 +13,7 @@ from core.worker import run_until_done
 ROOT = Path(__file__).resolve().parent.parent
 SIMULATOR = "simulator://?seed=3&instant=1&stop_share=0.05&reply_share=0.03"
 NUMBER_RANGES = [("+3161", 7), ("+3162", 7), ("+3165", 7), ("+32470", 6), ("+49151", 8),
-                 ("+447911", 6)]  # fmt: skip
+                 ("+447400", 6)]  # fmt: skip
 
 
 def contacts_csv(path: Path, n: int = 120) -> Path:
@@ -32,9 +32,10 @@ def send_simulated_mailing(studio: Studio, work: Path, *, fail_share: float = 0.
     studio.import_contacts(contacts_csv(work / "contacts.csv"), database="demo",
                            key_field="customer_id", consent_field="consent",
                            consent_yes=["yes"], region="NL")  # fmt: skip
-    mailing = studio.create_mailing(sender="Shop", database="demo", accept_rules=True,
-                                    body="Hi {first_name}, our spring sale starts today! "
-                                    "Up to 50% off everything in store and online. " * 2)
+    plan = studio.plan_mailing(sender="Shop", database="demo",
+                               body="Hi {first_name}, our spring sale starts today! "
+                               "Up to 50% off everything in store and online. " * 2)
+    mailing = studio.confirm_mailing(plan, accept_rules=True)  # stores the estimate
     studio.launch_mailing(mailing)
     run_until_done(studio, gateway_url=f"{SIMULATOR}&fail_share={fail_share}",
                    report_timeout=20, timeout=60)  # fmt: skip
@@ -81,6 +82,18 @@ def test_a_finished_mailing_shows_its_figures(sent):
     assert len(at.get("plotly_chart")) >= 5  # funnel, outcomes, timeline, latency, failures…
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["Download results (CSV)", "Download results (Parquet)"]
+
+
+def test_cost_is_compared_with_the_estimate_confirmed_in_the_wizard(sent):
+    studio, mailing = sent
+    cost = studio.cost_actual_vs_estimate(mailing)
+    assert cost["estimate_source"] == "confirmation"
+    frame = cost["by_country"]
+    assert set(frame["country"]) == {"NL", "BE", "DE", "GB"}
+    # nothing was refused, so every planned segment was accepted and billed
+    assert list(frame["segments"]) == list(frame["estimated_segments"])
+    assert cost["cost"] == pytest.approx(cost["estimated_cost"])
+    assert cost["segments"] == 2 * studio.mailing_funnel(mailing)["submitted"]
 
 
 def test_failures_regroup_by_operator_and_country(sent):

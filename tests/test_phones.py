@@ -259,6 +259,14 @@ def test_status_and_reason(raw, status, reason, backend):
     assert tuple(frame.iloc[0]) == as_tuple(got)
 
 
+def test_text_that_is_not_valid_unicode_is_judged_not_refused():
+    values = ["06\ud80012345678", "\udcff"]
+    frame = norm_list(values)
+    assert list(frame["status"]) == ["invalid", "invalid"]
+    for value, row in zip(values, frame.itertuples(index=False), strict=True):
+        assert tuple(row) == as_tuple(phones.normalize_one(value, "NL"))
+
+
 def test_non_geographic_numbers_have_country_001():
     got = phones.normalize_one("+800 1234 5678", "NL")
     assert as_tuple(got) == ("+80012345678", "001", "toll_free", "not_mobile",
