@@ -50,7 +50,8 @@ def prepare_studio(db: Path, csv: Path) -> object:
     return studio
 
 
-def send_mailing(studio: object, url: str, label: str) -> dict[str, float]:
+def send_mailing(studio: object, url: str, label: str, batch_size: int | None = None
+                 ) -> dict[str, float]:
     """Create and launch a mailing, run the dispatcher threads until it is finished and
     every report is recorded; returns timings."""
     from core.dispatcher import DispatcherConfig
@@ -64,7 +65,8 @@ def send_mailing(studio: object, url: str, label: str) -> dict[str, float]:
     studio.launch_mailing(mid)  # type: ignore[attr-defined]
     launch = time.perf_counter() - t0
     total = studio.mailing_progress(mid)["total"]  # type: ignore[attr-defined]
-    dispatcher = start_dispatcher(studio, gateway_url=url, config=DispatcherConfig())
+    dispatcher = start_dispatcher(studio, gateway_url=url,
+                                  config=DispatcherConfig(batch_size=batch_size))
     t0 = time.perf_counter()
     try:
         while studio.get_mailing(mid)["state"] != "finished":  # type: ignore[attr-defined]

@@ -209,7 +209,7 @@ class DispatcherConfig:
     idle_poll: float = 0.5  # seconds between looks for new sending mailings when idle
     heartbeat: float = 5.0
     provider_map_size: int = 500_000  # provider ids remembered for matching reports
-    record_interval: float = 0.05  # the recorder commits at most this often (group commit)
+    record_interval: float = 0.5  # the recorder commits at most this often (group commit)
     unmatched_memory: float = 600.0  # seconds an unmatched report is retried in memory
 
 

@@ -214,7 +214,7 @@ class PlanMixin:
             self.require_sms_usable(selection)  # type: ignore[attr-defined]
         else:
             self.require_sms_usable(database=database)  # type: ignore[attr-defined]
-        split = self._plan_split(split_max_parts)
+        split = self._mailing_split_limit(split_max_parts)  # type: ignore[attr-defined]
 
         step(0.0, "Reconciling the recipients")
         audience: AudienceResult = self.audience(  # type: ignore[attr-defined]
@@ -253,20 +253,6 @@ class PlanMixin:
         plan.warnings = self._plan_warnings(plan, over)
         step(1.0, "Done")
         return plan
-
-    def _plan_split(self, split_max_parts: int | None) -> int:
-        from core.mailings import MAX_SPLIT
-
-        value = split_max_parts if split_max_parts is not None else \
-            self.get_setting("split_max_parts") or 4
-        try:
-            split = int(value)
-        except (TypeError, ValueError):
-            raise InvalidInput(f"The most parts per message must be a number, not {value!r}.") \
-                from None
-        if not 1 <= split <= MAX_SPLIT:
-            raise InvalidInput(f"The most parts per message must be between 1 and {MAX_SPLIT}.")
-        return split
 
     def _plan_warnings(self, plan: MailingPlan, over: int) -> list[str]:
         view = plan.view

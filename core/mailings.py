@@ -70,6 +70,13 @@ def _is_template(text: str) -> bool:
     return "{" in (text or "")
 
 
+def _text(values: pd.Series) -> pa.Array:
+    """A column as Arrow text, missing values kept missing, numbers written as text."""
+    if not len(values):
+        return pa.array([], pa.string())
+    return pa.array(values.astype("string"), from_pandas=True).cast(pa.string())
+
+
 def _py(value: Any) -> Any:
     if value is None:
         return None
@@ -291,7 +298,7 @@ class MailingsMixin:
             verdicts = {s: validate_sender(s) for s in senders.unique()}
             bad_sender = senders.map(lambda s: verdicts[s].error or "").to_numpy(dtype=object)
         else:
-            senders = pd.Series([sender_text] * n, dtype="str")
+            senders = pd.Series(np.full(n, sender_text, dtype=object), dtype="str")
             bad_sender = np.full(n, "", dtype=object)
         too_long = parts > split
         sender_bad = bad_sender != ""
@@ -311,27 +318,22 @@ class MailingsMixin:
             keys = frame[info.key_field]
         else:
             keys = frame["_row_id"] if "_row_id" in frame.columns else pd.Series([None] * n)
-        keys = keys.astype(object).where(keys.notna(), None).map(
-            lambda v: None if v is None else str(v))
         shift = stats["national"].to_numpy(dtype=object) if "national" in stats else \
             np.full(n, None, dtype=object)
         table = pa.table({
             "id": pa.array(ids, pa.int64()),
             "mailing_id": pa.array(np.full(n, mailing_id, dtype=np.int64)),
-            "contact_key": pa.array(keys.tolist(), pa.string()),
-            "e164": pa.array(frame["_e164"].astype(str).tolist() if n else [], pa.string()),
-            "country": pa.array(
-                frame["_country"].astype(object).where(frame["_country"].notna(), None).tolist()
-                if n else [], pa.string()),
-            "sender": pa.array(senders.tolist(), pa.string()),
-            "body": pa.array(texts.tolist(), pa.string()),
-            "encoding": pa.array(stats["encoding"].astype(str).tolist(), pa.string()),
+            "contact_key": _text(keys),
+            "e164": _text(frame["_e164"] if n else pd.Series([], dtype="str")),
+            "country": _text(frame["_country"] if n else pd.Series([], dtype="str")),
+            "sender": _text(senders),
+            "body": _text(texts),
+            "encoding": _text(stats["encoding"].astype("str")),
             "parts": pa.array(parts.astype(np.int32), pa.int32()),
             "concat_ref": pa.array((ids % 256).astype(np.int32), pa.int32()),
-            "initial_status": pa.array(np.where(skipped, "skipped", "queued").tolist(),
-                                       pa.string()),
-            "skip_reason": pa.array(reason.tolist(), pa.string()),
-            "shift_table": pa.array(shift.tolist(), pa.string()),
+            "initial_status": pa.array(np.where(skipped, "skipped", "queued"), pa.string()),
+            "skip_reason": pa.array(reason, pa.string()),
+            "shift_table": pa.array(shift, pa.string()),
         })  # fmt: skip
         counts = {
             "queued": int((~skipped).sum()),

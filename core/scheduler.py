@@ -252,7 +252,8 @@ class SchedulingMixin:
         if at is not None:
             sets["scheduled_at"] = self.check_send_time(at)  # type: ignore[attr-defined]
         if split_max_parts is not None:
-            sets["split_max_parts"] = self._plan_split(split_max_parts)  # type: ignore[attr-defined]
+            sets["split_max_parts"] = self._mailing_split_limit(  # type: ignore[attr-defined]
+                split_max_parts)
         new_sender, new_body = mailing["sender"], mailing["body"]
         if document is not None:
             doc = self.get_document(document)  # type: ignore[attr-defined]

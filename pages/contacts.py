@@ -66,10 +66,13 @@ def show_report(report: dict) -> None:
 
 
 with tab_upload:
+    start_here = st.empty()  # cleared as soon as the first import succeeds
     if not studio().database_names() and not st.session_state.get("last_import"):
-        st.info("**Start here.** Upload your contacts to create a contact database; then build "
-                "selections, write a document and send a mailing. No file at hand? Use the "
-                "demo file `data/demo/contacts.csv` (10,000 contacts).")
+        start_here.info(
+            "**Start here.** Upload your contacts to create a contact database; then build "
+            "selections, write a document and send a mailing. No file at hand? Use the demo "
+            "file `data/demo/contacts.csv` (10,000 contacts)."
+        )
     st.write("Upload a CSV, Excel (.xlsx) or Parquet file. Any columns; one holds mobile numbers.")
     upload = st.file_uploader(
         "Contact file", type=["csv", "txt", "tsv", "xlsx", "parquet"], key="contact_file"
@@ -133,6 +136,7 @@ with tab_upload:
                     )
                     st.session_state["last_import"] = report.to_dict()
                     st.session_state["current_database"] = report.database
+                    start_here.empty()
                 bar.empty()
     if st.session_state.get("last_import"):
         show_report(st.session_state["last_import"])
@@ -177,7 +181,8 @@ with tab_suppress:
         if st.form_submit_button("Add to suppression list"):
             with friendly_errors():
                 result = app.suppress(numbers.split("\n"), reason=reason, region=region)
-                st.success(f"Added {len(result.added)}; {len(result.already)} were already listed.")
+                st.success(f"Added {fmt_int(len(result.added))}; "
+                           f"{fmt_int(len(result.already))} were already listed.")
                 for raw, why in result.invalid:
                     if raw.strip():
                         st.warning(f"{raw!r}: {why}")
@@ -186,15 +191,15 @@ with tab_suppress:
         if st.form_submit_button("Remove from suppression list"):
             with friendly_errors():
                 result = app.unsuppress(numbers.split("\n"))
-                st.success(f"Removed {len(result.removed)}; {len(result.not_found)} were not "
-                           "listed.")
+                st.success(f"Removed {fmt_int(len(result.removed))}; "
+                           f"{fmt_int(len(result.not_found))} were not listed.")
     sup_file = st.file_uploader("Import a list of numbers", type=["csv", "txt", "xlsx"],
                                 key="sup_file")
     if sup_file is not None and st.button("Import suppression list"):
         with friendly_errors():
             result = app.import_suppressions(sup_file.getvalue(), file_name=sup_file.name)
-            st.success(f"Added {len(result.added)}; {len(result.already)} already listed; "
-                       f"{len(result.invalid)} not numbers.")
+            st.success(f"Added {fmt_int(len(result.added))}; {fmt_int(len(result.already))} "
+                       f"already listed; {fmt_int(len(result.invalid))} not numbers.")
     search = st.text_input("Find a suppressed number", key="sup_search")
     st.dataframe(app.list_suppressions(search or None, limit=200), hide_index=True)
 

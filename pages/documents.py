@@ -55,7 +55,7 @@ def show_text(text: str, marked: tuple[str, ...] = ()) -> None:
     body = "".join(pieces) or '<span style="opacity:.5">(empty)</span>'
     st.markdown(
         '<div style="white-space:pre-wrap;font-family:monospace;border:1px solid #ddd;'
-        f'border-radius:6px;padding:.6em">{body}</div>',
+        f'border-radius:6px;padding:.6em;margin-bottom:.8em">{body}</div>',
         unsafe_allow_html=True,
     )
 

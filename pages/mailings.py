@@ -167,7 +167,7 @@ def step_recipients() -> None:
         st.info("No selection or database can be used for SMS yet. On the **Selections** page "
                 "switch on SMS usage for a selection; the database needs a mobile field and an "
                 "opt-in rule (**Contacts** page).")
-    wanted = SS.pop("wizard_document", None) or wiz().get("document")
+    wanted = wiz().get("document")
     document = st.selectbox("Document", documents, key="wiz_document",
                             index=documents.index(wanted) if wanted in documents else 0)
     current = wiz().get("target")
@@ -215,6 +215,7 @@ def step_when() -> None:
     if cols[1].button("Next", key="wiz_next3", type="primary"):
         with friendly_errors():
             app.check_send_time(at_utc)
+            SS.pop("wiz_plan", None)  # plan afresh: the document or contacts may have changed
             go(4, at=at_utc, split=split)
             st.rerun()
 
@@ -310,6 +311,9 @@ def step_confirm() -> None:
 
 
 def wizard() -> None:
+    if SS.get("wizard_document"):  # "Send bulk mailing" on the Documents page: start afresh
+        reset_wizard()
+        wiz()["document"] = SS.pop("wizard_document")
     step = int(SS.setdefault("wiz_step", 1))
     if step > 1 and not wiz().get("accepted"):
         step = SS["wiz_step"] = 1

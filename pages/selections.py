@@ -16,7 +16,7 @@ import pandas as pd
 import streamlit as st
 
 from core import selections as rules
-from ui.common import fmt_int, friendly_errors, pick_database, studio
+from ui.common import fmt_int, friendly_errors, pick_database, studio, table_columns
 
 NEW = "\x00new"  # the tree's "new selection" entry
 PHONE_FIELDS = {"_country": "country of the number", "_number_type": "number type",
@@ -205,15 +205,16 @@ def _builder(database: str, columns: dict[str, str], user_columns: list[str]) ->
                     st.rerun()
             for sub in list(item["items"]):
                 _condition_row(sub, fields, columns, database, ver, item["items"])
-            if st.button("＋ condition in group", key=f"sb{ver}_{item['id']}_add"):
+            if st.button("Condition in group", key=f"sb{ver}_{item['id']}_add",
+                         icon=":material/add:"):
                 item["items"].append(_cond(fields[0], ""))
                 st.rerun()
     b1, b2 = st.columns(2)
-    if b1.button("＋ Add condition", key="sb_add_cond"):
+    if b1.button("Add condition", key="sb_add_cond", icon=":material/add:"):
         model["items"].append(_cond(fields[0], ""))
         st.rerun()
-    if b2.button("＋ Add OR group" if model["mode"] == "all" else "＋ Add AND group",
-                 key="sb_add_group"):
+    if b2.button("Add OR group" if model["mode"] == "all" else "Add AND group",
+                 key="sb_add_group", icon=":material/add:"):
         model["items"].append({"id": uuid.uuid4().hex[:8], "type": "group",
                                "mode": "any" if model["mode"] == "all" else "all",
                                "items": [_cond(fields[0], "")]})
@@ -299,7 +300,8 @@ def _count_and_sample(database: str, pick: str, parent: str | None, spec: dict) 
             else {"database": database}
         )
         sample = app.sample_selection(spec=spec, limit=20, **where)
-        st.dataframe(sample, hide_index=True, height=280)
+        st.dataframe(sample, hide_index=True, height=280,
+                     column_config=table_columns(app.get_database(database).columns))
         st.caption(f"A sample of the first {len(sample)} matching contacts.")
 
 
@@ -342,6 +344,9 @@ def _manage(pick: str, spec: dict) -> None:
         st.success("Usable for SMS mailings.")
     else:
         st.warning(f"Not usable for SMS mailings: {reason}.")
+        if not reason.startswith("switch on SMS usage"):
+            st.caption("The contact database's mobile field and opt-in rule are set on the "
+                       "**Contacts** page (tab *Opt-in rule & default destination*).")
     with st.expander("Rename, duplicate or delete"):
         r1, r2 = st.columns([3, 1], vertical_alignment="bottom")
         new_name = r1.text_input("New name", key=f"sb_rename_{info.id}")
@@ -380,21 +385,24 @@ def _reconciliation(database: str, pick: str) -> None:
                    "Each step counts the contacts it removes; a contact is counted once, at the "
                    "first step that removes it.")
         if not result.consent_rule:
-            st.warning(f"Database {database!r} has no opt-in rule, so every contact counts as "
-                       "without consent. Set the consent field and values on the Contacts page.")
+            st.warning(f"Contact database {database!r} has no opt-in rule, so every contact "
+                       "counts as without consent. Set the consent field and the values that "
+                       "mean yes on the **Contacts** page (tab *Opt-in rule & default "
+                       "destination*).")
         left, right = st.columns([3, 2])
         with left:
             st.dataframe(
                 table[["label", "contacts", "left"]].rename(
                     columns={"label": "step", "left": "left after step"}),
-                hide_index=True,
+                hide_index=True, column_config=table_columns(
+                    counts=["contacts", "left after step"]),
             )
         with right:
             st.markdown("**Recipients per country**")
             if result.by_country:
                 st.dataframe(pd.DataFrame({"country": list(result.by_country),
                                            "recipients": list(result.by_country.values())}),
-                             hide_index=True)
+                             hide_index=True, column_config=table_columns(counts=["recipients"]))
             else:
                 st.caption("No recipients.")
         st.markdown("**Download a step's contacts (CSV)**")
@@ -457,7 +465,8 @@ if database is None:
 app = studio()
 info = app.get_database(database)
 if not info.columns:
-    st.info(f"Database {database!r} has no contacts yet: import a file on the Contacts page.")
+    st.info(f"Contact database {database!r} has no contacts yet: upload a file on the "
+            "**Contacts** page.")
     st.stop()
 
 tree_col, edit_col = st.columns([1, 3])

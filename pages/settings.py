@@ -68,8 +68,11 @@ with tab_sending:
     shift_options = [OFF, *NATIONAL_LANGUAGES]
     with st.form("settings_sending"):
         max_parts = st.number_input(
-            "Most parts one recipient's message may have (split_max_parts)", min_value=1,
+            "Most parts per message (default of the mailing wizard)", min_value=1,
             max_value=10, value=int(settings.get("split_max_parts") or 4), step=1,
+            help="Recipients whose personalised message needs more parts are skipped and "
+            "listed, never cut short. 1 means never split. The setting `split_max_parts`; "
+            "`python -m core send --split N` overrides it.",
         )
         threshold = st.number_input(
             "Mailings to more recipients than this need a second confirmation",

@@ -168,7 +168,7 @@ def script_state(page: Any) -> str:
     return page.get_by_test_id("stApp").get_attribute("data-test-script-state") or ""
 
 
-def wait_idle(page: Any, timeout: float = 30.0, settle: float = 0.4) -> None:
+def wait_idle(page: Any, timeout: float = 30.0, settle: float = 0.3) -> None:
     """Wait until the app has finished its rerun: the script is not running, the running
     indicator is gone, and both stay so for `settle` seconds (a click starts its rerun a moment
     later, and a widget change can start the next one)."""
@@ -212,6 +212,7 @@ def screenshot(page: Any, path: Path, *, full_page: bool = True, max_height: int
     path.parent.mkdir(parents=True, exist_ok=True)
     if settle:
         wait_idle(page)
+    page.mouse.move(0, 0)  # no hover effects (anchor links, tooltips) in the picture
     size = page.viewport_size or VIEWPORT
     if full_page:
         height = page.evaluate(

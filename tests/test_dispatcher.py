@@ -353,7 +353,7 @@ def test_when_every_part_of_a_batch_is_refused_for_now_the_link_is_down_not_the_
             return PartResult(m.message_id, part, "transient", error="not connected: refused")
         return None
 
-    dispatcher, source, gw, clock = make(numbered(20), script=script, max_attempts=3)
+    dispatcher, source, _, clock = make(numbered(20), script=script, max_attempts=3)
     dispatcher.run_until_idle()
     assert clock.now >= down_until
     assert all(source.final(i) == "submitted" for i in range(1, 21))  # no attempt was counted
@@ -367,7 +367,7 @@ def test_a_throttled_batch_slows_the_pace_and_the_mailing_still_completes() -> N
             return PartResult(m.message_id, part, "throttled", error="ESME_RTHROTTLED")
         return None
 
-    dispatcher, source, gw, clock = make(numbered(400), script=script, rate=200.0)
+    dispatcher, source, gw, _ = make(numbered(400), script=script, rate=200.0)
     paces = []
     original = dispatcher._settle
 
@@ -423,7 +423,7 @@ def test_after_a_crash_parts_in_flight_become_unknown_and_are_never_resent() -> 
 
 
 def test_delivery_reports_are_matched_to_parts_by_provider_id() -> None:
-    dispatcher, source, gw, _ = make(numbered(4, parts=2))
+    dispatcher, source, _, _ = make(numbered(4, parts=2))
     dispatcher.run_until_idle()
     delivered = [e for e in source.events if e[3] == "delivered"]
     assert sorted((e[0], e[2]) for e in delivered) == [(i, p) for i in range(1, 5) for p in (0, 1)]
@@ -454,7 +454,7 @@ def test_a_finished_mailing_is_marked_finished_and_others_keep_going() -> None:
 
 
 def test_test_sends_go_before_bulk_mailings() -> None:
-    messages = numbered(50, mailing=1) + [Msg(100, 2, "+31699999999", 1)]
+    messages = [*numbered(50, mailing=1), Msg(100, 2, "+31699999999", 1)]
     clock = FakeClock()
     source = MemorySource(messages, mailings={1: "bulk", 2: "test"})
     source.sending_mailings = lambda: [(2, "test"), (1, "bulk")]  # type: ignore[method-assign]

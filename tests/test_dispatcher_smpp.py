@@ -19,7 +19,7 @@ from core.studio import Studio
 from core.worker import start_dispatcher
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from smsc import ESME_ROK, ESME_RTHROTTLED, TestSMSC  # noqa: E402
+from smsc import ESME_ROK, ESME_RTHROTTLED, TestSMSC
 
 
 @pytest.fixture(autouse=True)

@@ -97,10 +97,12 @@ class Shots:
     def __init__(self, page: Any) -> None:
         self.page = page
         self.count = 0
+        self.started = time.monotonic()
 
     def __call__(self, name: str) -> None:
         self.count += 1
         screenshot(self.page, ARTIFACTS / f"{self.count:02d}-{name}.png")
+        print(f"{time.monotonic() - self.started:6.1f} s  {self.count:02d}-{name}")
 
 
 # -- the steps -----------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 import streamlit as st
 
@@ -115,3 +116,24 @@ def fmt_pct(part: float, whole: float) -> str:
     if not whole:
         return "–"
     return f"{100.0 * part / whole:.1f}%"
+
+
+def table_columns(types: dict[str, str] | None = None, counts: Iterable[str] = ()
+                  ) -> dict[str, Any]:
+    """`column_config` for st.dataframe so a table reads like the rest of the page: DATE
+    columns as 2024-05-01 (pandas would show 2024-05-01 00:00:00), TIMESTAMP columns to the
+    second, and the named count columns with thousands separators like `fmt_int`.
+
+    `types` maps column → DuckDB type (`Studio.get_database(...).columns`); columns a table
+    does not have are ignored by Streamlit.
+    """
+    config: dict[str, Any] = {}
+    for name, kind in (types or {}).items():
+        kind = kind.upper()
+        if kind == "DATE":
+            config[name] = st.column_config.DateColumn(format="YYYY-MM-DD")
+        elif kind.startswith("TIMESTAMP"):
+            config[name] = st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm:ss")
+    for name in counts:
+        config[name] = st.column_config.NumberColumn(format="localized")
+    return config
