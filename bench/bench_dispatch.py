@@ -1,15 +1,18 @@
 """How fast does a mailing go out with the whole ledger written?
 
 Sends N single-part messages (default 100,000; `--quick`: 20,000) through the real
-dispatcher threads, recording `submitting`, the outcomes and every delivery report in DuckDB:
+dispatcher threads, recording `submitting`, every outcome and every delivery report in DuckDB:
 
-  smpp       to the test SMSC (tests/smsc.py, its own process) on 127.0.0.1, compared with
+  smpp       to the test SMSC (tests/smsc.py, in its own process) on 127.0.0.1, next to
              `raw_throughput` (bench_smpp_raw.py): the same wire code against the same
-             server in the same run without any bookkeeping. Target: ratio >= 0.80.
+             server in the same run, with no bookkeeping. Target: ratio >= 0.80.
   simulator  through `simulator://` (no network). Target: >= 20,000 messages per second.
 
-Also prints the snapshot time (launch: render + parts + append) and how long the progress
-query takes on the finished ledger. Exits non-zero only on a crash.
+Each SMPP measurement runs twice, alternating, and the better of the two counts (the machine
+is shared). Besides messages per second it prints this process's CPU time per message, which
+shows the cost of the bookkeeping even when the server is the bottleneck. Also printed: the
+snapshot time (render + parts + append) and the progress query on the finished ledger.
+Exits non-zero only on a crash.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -40,7 +44,7 @@ def make_contacts(path: Path, n: int) -> None:
     frame.to_csv(path, index=False)
 
 
-def prepare_studio(db: Path, csv: Path) -> object:
+def prepare_studio(db: Path, csv: Path) -> Any:
     from core.studio import Studio
 
     studio = Studio(db)
@@ -50,30 +54,28 @@ def prepare_studio(db: Path, csv: Path) -> object:
     return studio
 
 
-def send_mailing(studio: object, url: str, label: str, batch_size: int | None = None
-                 ) -> dict[str, float]:
-    """Create and launch a mailing, run the dispatcher threads until it is finished and
-    every report is recorded; returns timings."""
+def send_mailing(studio: Any, url: str, label: str, batch_size: int | None = None,
+                 quiet: bool = False) -> dict[str, float]:  # fmt: skip
+    """Create and launch a mailing, run the dispatcher threads until it is finished (every
+    message has its submit outcome) and then until every report is recorded."""
     from core.dispatcher import DispatcherConfig
     from core.worker import start_dispatcher
 
-    mid = studio.create_mailing(  # type: ignore[attr-defined]
-        sender="Bench", body="Hi {{ first_name }}, your code is ready", database="bench",
-        accept_rules=True,
-    )
+    mid = studio.create_mailing(sender="Bench", body="Hi {{ first_name }}, your code is ready",
+                                database="bench", accept_rules=True)  # fmt: skip
     t0 = time.perf_counter()
-    studio.launch_mailing(mid)  # type: ignore[attr-defined]
+    studio.launch_mailing(mid)
     launch = time.perf_counter() - t0
-    total = studio.mailing_progress(mid)["total"]  # type: ignore[attr-defined]
+    total = studio.mailing_progress(mid)["total"]
     dispatcher = start_dispatcher(studio, gateway_url=url,
-                                  config=DispatcherConfig(batch_size=batch_size))
-    t0 = time.perf_counter()
+                                  config=DispatcherConfig(batch_size=batch_size))  # fmt: skip
+    t0, cpu0 = time.perf_counter(), time.process_time()
     try:
-        while studio.get_mailing(mid)["state"] != "finished":  # type: ignore[attr-defined]
+        while studio.get_mailing(mid)["state"] != "finished":
             time.sleep(0.02)
             if not dispatcher.running:
                 raise RuntimeError(f"dispatcher died: {dispatcher.last_error}")
-        sent = time.perf_counter() - t0
+        sent, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         deadline = time.monotonic() + 60
         while dispatcher.recorder.reports < total and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -81,45 +83,60 @@ def send_mailing(studio: object, url: str, label: str, batch_size: int | None = 
     finally:
         dispatcher.stop()
     t1 = time.perf_counter()
-    progress = studio.mailing_progress(mid)  # type: ignore[attr-defined]
+    progress = studio.mailing_progress(mid)
     progress_s = time.perf_counter() - t1
-    status = dispatcher.status()
-    print(f"  {label:<10} {total / sent:10,.0f} msg/s to all submitted "
-          f"({total:,} in {sent:.2f} s); {total / with_reports:,.0f} msg/s incl. "
-          f"{status['reports']:,} reports; launch {launch:.2f} s; "
-          f"progress query {progress_s * 1000:.0f} ms; delivered {progress['delivered']:,}")
-    return {"rate": total / sent, "launch": launch}
+    reports = dispatcher.status()["reports"]
+    if not quiet:
+        print(f"  {label:<18} {total / sent:8,.0f} msg/s, CPU {cpu / total * 1e6:4.0f} µs/msg "
+              f"({total:,} in {sent:.2f} s; {total / with_reports:,.0f} msg/s incl. "
+              f"{reports:,} reports); launch {launch:.2f} s; progress query "
+              f"{progress_s * 1000:.0f} ms; delivered {progress['delivered']:,}")
+    return {"rate": total / sent, "launch": launch, "cpu": cpu / total}
+
+
+def raw(n: int, port: int) -> tuple[float, float]:
+    from bench_smpp_raw import raw_throughput
+
+    cpu0 = time.process_time()
+    rate = raw_throughput(n, WINDOW, port=port)
+    return rate, (time.process_time() - cpu0) / n
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="20,000 messages instead of 100,000")
     ap.add_argument("-n", type=int, default=None)
+    ap.add_argument("--rounds", type=int, default=2, help="SMPP measurements of each kind")
     args = ap.parse_args()
     n = args.n or (20_000 if args.quick else 100_000)
-    from bench_smpp_raw import raw_throughput, smsc_process
+    from bench_smpp_raw import smsc_process
 
     os.environ.setdefault("SMS_STUDIO_SMPP_PASSWORD", "bench")
     print(f"Dispatcher with the full ledger, {n:,} single-part messages, SMPP window {WINDOW}")
     with tempfile.TemporaryDirectory() as tmp:
         csv = Path(tmp) / "contacts.csv"
         make_contacts(csv, n)
+        raws, ours = [], []
         with smsc_process() as port:
-            raw = raw_throughput(n, WINDOW, port=port)
-            print(f"  raw SMPP   {raw:10,.0f} msg/s (same server, no bookkeeping)")
-            studio = prepare_studio(Path(tmp) / "smpp.duckdb", csv)
-            try:
-                url = f"smpp://bench@127.0.0.1:{port}?window={WINDOW}&rate=1000000"
-                smpp = send_mailing(studio, url, "smpp")
-            finally:
-                studio.close()  # type: ignore[attr-defined]
-        print(f"  ratio to raw SMPP: {smpp['rate'] / raw:.2f} (target >= 0.80)")
+            for k in range(max(args.rounds, 1)):
+                rate, cpu = raw(n, port)
+                raws.append(rate)
+                print(f"  raw SMPP           {rate:8,.0f} msg/s, CPU {cpu * 1e6:4.0f} µs/msg "
+                      "(no bookkeeping)")
+                studio = prepare_studio(Path(tmp) / f"smpp{k}.duckdb", csv)
+                try:
+                    url = f"smpp://bench@127.0.0.1:{port}?window={WINDOW}&rate=1000000"
+                    ours.append(send_mailing(studio, url, "dispatcher, smpp")["rate"])
+                finally:
+                    studio.close()
+        print(f"  SMPP: best dispatcher {max(ours):,.0f} / best raw {max(raws):,.0f} msg/s = "
+              f"ratio {max(ours) / max(raws):.2f} (target >= 0.80)")
         studio = prepare_studio(Path(tmp) / "sim.duckdb", csv)
         try:
             url = "simulator://?seed=1&rate=10000000&median_delay=0.5&p99_delay=2"
-            sim = send_mailing(studio, url, "simulator")
+            sim = send_mailing(studio, url, "dispatcher, sim")
         finally:
-            studio.close()  # type: ignore[attr-defined]
+            studio.close()
         print(f"  simulator: {sim['rate']:,.0f} msg/s (target >= 20,000)")
     return 0
 

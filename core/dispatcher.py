@@ -8,20 +8,22 @@ in-memory source and a fake gateway in tests and against the DuckDB ledger
 
 Three threads when started (`start()`), or one when driven inline (`run_until_idle()`):
 
-* the **sender** takes a batch of queued messages (retries that are due first, then each
-  sending mailing in turn: test sends first, then oldest first), checks the suppression list
-  again for messages none of whose parts were accepted yet, waits for its rate budget
-  (counted in *segments*: a 3-part message costs 3), records `submitting` durably, calls
-  `gateway.submit` and hands the outcomes to the recorder. Throttling and transient
-  refusals come back as retries with exponential backoff; a throttled batch also halves
-  the pace, which recovers step by step. A refused part is retried alone with the same
-  concatenation reference; an accepted part is never sent again; an `unknown` part (no
-  answer before the link dropped) makes its message `unknown`, never resent.
+* the **sender** takes a batch (a "window") of queued messages: retries that are due
+  first, then each sending mailing in turn (test sends first, then oldest first). It checks
+  the suppression list again for messages none of whose parts were accepted yet, waits for
+  its rate budget (counted in *segments*: a 3-part message costs 3), writes the batch's
+  `submitting` events durably (in the same commit as the previous batch's outcomes), calls
+  `gateway.submit` and turns the results into outcomes. Throttling and transient refusals
+  come back as retries with exponential backoff; a throttled batch also halves the pace,
+  which recovers step by step. A refused part is retried alone with the same concatenation
+  reference; an accepted part is never sent again; an `unknown` part (no answer before the
+  link dropped) makes its message `unknown`, never resent.
 * the **receiver** calls `gateway.receive`; its handler returns only after the recorder has
   committed the batch, so a report or a STOP the provider considers delivered is stored.
-* the **recorder** is the one writer of outcomes, reports and replies: it groups whatever
-  is waiting into one transaction, matches delivery reports to parts by provider id, and
-  keeps reports that overtook their submit's recording until the match arrives.
+* the **recorder** folds outcomes into each message's state, stores delivery reports
+  (matched to parts by provider id; a report that cannot be matched yet is stored as
+  unmatched and matched later) and replies, grouping whatever is waiting into one
+  transaction every `record_interval`.
 
 Exactly one dispatcher runs per database: a process-wide registry refuses a second one in
 the same process, and a lease row (owner, heartbeat) in the database makes another process
@@ -293,14 +295,18 @@ class _Recorder:
             with self._cond:
                 self._queue.append(job)
                 self._cond.notify_all()
-            if wait:
-                job.done.wait()
+            while wait and not job.done.wait(1.0):
+                thread = self._thread
+                if thread is None or not thread.is_alive():  # stopped meanwhile: do it here
+                    with self._cond:
+                        left = list(self._queue)
+                        self._queue.clear()
+                    self._process(left)
         if wait and job.error is not None:
             raise StudioError(f"the ledger cannot be written: {job.error}") from job.error
 
     def fold(self, batch: EventBatch) -> None:
-        """Fold outcomes the sender already appended into message state; learn their
-        provider ids."""
+        """Fold outcomes the sender already appended into message state (soon, not now)."""
         if len(batch):
             self.put(_Job(fold=batch), wait=False)
 
@@ -389,23 +395,24 @@ class _Recorder:
         return provider_id in self.parts
 
     def _write(self, jobs: list[_Job]) -> None:
+        """One round of writing; memory (the unmatched reports) changes only once the
+        writes succeeded, so a retried round writes the same again."""
         events = EventBatch()  # new events: reports matched to their parts
         folds = EventBatch()  # outcomes appended by the sender, to fold
         for job in jobs:
-            if job.fold is None:
-                continue
-            folds.extend(job.fold)
+            if job.fold is not None:
+                folds.extend(job.fold)
         now_wall, now = self.wall(), self.clock()
         # Reports that overtook the recording of their submit: matched now, if ever.
         resolved: list[str] = []
-        for pid, (event, reason, ts, seen) in list(self.orphans.items()):
+        expired: list[str] = []
+        for pid, (event, reason, ts, seen) in self.orphans.items():
             ref = self.parts.get(pid)
             if ref is not None:
                 events.add(ref[0], ref[1], ref[2], event, pid, reason, ts)
                 resolved.append(pid)
-                del self.orphans[pid]
             elif now - seen > self.config.unmatched_memory:
-                del self.orphans[pid]  # stays in the table, for the record
+                expired.append(pid)  # stays in the table, for the record
         reports = [r for job in jobs for r in job.reports
                    if r.state in REPORT_EVENT and r.provider_id]  # fmt: skip
         misses = [r.provider_id for r in reports if r.provider_id not in self.parts]
@@ -418,11 +425,8 @@ class _Recorder:
             reason = r.reason or (None if r.state == "delivered" else r.state)
             if ref is None:
                 unmatched.add(-1, -1, None, event, r.provider_id, reason, now_wall)
-                self.orphans[r.provider_id] = (event, reason, now_wall, now)
             else:
                 events.add(ref[0], ref[1], ref[2], event, r.provider_id, reason, now_wall)
-        self.reports += len(reports)
-        self.unmatched += len(unmatched)
         if len(unmatched):  # stored before the provider hears they arrived
             self.source.save_unmatched(unmatched)
         if len(events) or len(folds) or resolved:
@@ -430,6 +434,12 @@ class _Recorder:
         messages = [m for job in jobs for m in job.inbound]
         if messages:
             self.source.record_inbound(messages, now_wall)
+        for pid in (*resolved, *expired):
+            self.orphans.pop(pid, None)
+        for row in unmatched.rows():
+            self.orphans[row[4]] = (row[3], row[5], row[6], now)
+        self.reports += len(reports)
+        self.unmatched += len(unmatched)
 
 
 # -- the dispatcher ---------------------------------------------------------------------------
@@ -833,7 +843,10 @@ class Dispatcher:
             if self._tokens >= need - 1e-6:
                 self._tokens -= segments  # a message larger than the bucket goes into debt
                 return True
-            if not self._wait(max((need - self._tokens) / rate, 1e-4)):
+            wait = max((need - self._tokens) / rate, 1e-4)
+            if wait > 0.05:  # a slow pace: do not keep the last outcomes waiting meanwhile
+                self._flush_pending()
+            if not self._wait(wait):
                 return False
 
     def _outbound(self, m: PendingMessage) -> OutboundMessage:

@@ -3,10 +3,13 @@
 The ledger is three tables. `messages` is the snapshot a mailing writes once when it starts:
 one row per recipient with the rendered text. `message_events` is append-only: every status
 change of a message (or of one of its parts) is a row, written in batches. `message_state`
-holds one row per message summarising its events; it is updated in the same transaction as
-the events it summarises, with one set-based UPDATE per batch (never one per message), so
-statistics read one row per message instead of grouping millions of events. The views
-`message_status` and `sms_history` (migration 2) turn that into the words users see.
+holds one row per message summarising its events, folded in with one set-based UPDATE per
+batch (never one per message), so statistics read one row per message instead of grouping
+millions of events. Folding is idempotent (bit sets, flags, maxima): the sender appends a
+batch's outcomes in the same commit as the next batch's `submitting`, the recorder folds them
+a moment later, and after a crash `refold_sending` folds everything of the sending mailings
+again. The views `message_status` and `sms_history` (migration 2) turn that into the words
+users see.
 
 Event vocabulary (`message_events.event`), per part unless noted:
 

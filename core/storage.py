@@ -180,9 +180,10 @@ MIGRATIONS: list[tuple[int, str]] = [
         -- The national single shift table a message's parts were counted with (NULL: none).
         ALTER TABLE messages ADD COLUMN shift_table VARCHAR;
 
-        -- Each message's rolled-up state, kept in step with message_events by core.ledger in
-        -- the same transaction as the events it summarises (one batched UPDATE per batch), so
-        -- statistics read one row per message instead of grouping millions of events.
+        -- Each message's rolled-up state, folded from message_events by core.ledger with one
+        -- batched UPDATE per batch of events (never one per message), so statistics read one
+        -- row per message instead of grouping millions of events. Folding is idempotent;
+        -- after a crash the events of sending mailings are folded again.
         -- Masks have bit p set for part p (0-based); severity is the worst delivery report:
         -- 0 none, 1 unknown, 2 expired, 3 undelivered, 4 failed.
         CREATE TABLE message_state (

@@ -109,3 +109,51 @@ def test_a_killed_worker_resumes_and_nothing_is_sent_twice_or_forgotten(tmp_path
     unknown_received = sum(1 for n, s in status.items() if s == "unknown" and n in received)
     assert unknown_received <= counts["unknown"]
     assert sum(1 for p in parts if p["status"] == 0) == len(sent) + unknown_received
+
+
+def test_sigterm_stops_the_worker_cleanly_after_recording_the_batch_in_flight(
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    n = 3000
+    db, record, log = tmp_path / "term.duckdb", tmp_path / "received.jsonl", tmp_path / "w.log"
+    pd.DataFrame({
+        "id": range(n), "name": "x", "consent": "yes",
+        "mobile": [f"+3163{i:07d}" for i in range(n)],
+    }).to_csv(tmp_path / "c.csv", index=False)  # fmt: skip
+    with Studio(db) as studio:
+        studio.import_contacts(tmp_path / "c.csv", database="people", mobile_field="mobile",
+                               key_field="id", consent_field="consent", consent_yes=["yes"])
+        mid = studio.create_mailing(sender="Studio", body="Hi", database="people",
+                                    accept_rules=True)  # fmt: skip
+        studio.launch_mailing(mid)
+    smsc, port = start_smsc(record)
+    try:
+        env = {**os.environ, "SMS_STUDIO_SMPP_PASSWORD": "secret"}
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "core.worker", "--db", str(db), "--gateway",
+             f"smpp://studio@127.0.0.1:{port}?window=10&rate=400"],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log.open("ab"),
+        )  # fmt: skip
+        deadline = time.monotonic() + 60
+        while lines(record) < 500 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(30) == 0, log.read_text()[-2000:]
+    finally:
+        smsc.terminate()
+        smsc.wait(10)
+    received = Counter(json.loads(line)["destination"] for line in record.read_text().splitlines())
+    with Studio(db) as studio:
+        results = studio.mailing_results(mid)
+        pending = studio.storage.one(
+            "SELECT count(*) FROM message_events WHERE event = 'submitting'")
+        outcomes = studio.storage.one(
+            "SELECT count(*) FROM message_events WHERE event IN ('submitted', 'retry', "
+            "'rejected', 'unknown')")
+    counts = Counter(results["status"])
+    assert counts["unknown"] == 0  # nothing was left in flight
+    assert pending == outcomes  # every `submitting` has its outcome
+    assert 500 <= counts["submitted"] + counts["delivered"] < n  # it stopped part-way
+    sent = set(results.loc[results["status"].isin(["submitted", "delivered"]), "e164"]
+               .str.lstrip("+"))  # fmt: skip
+    assert sent == set(received) and max(received.values()) == 1

@@ -193,7 +193,8 @@ def test_send_bulk_mailing_saves_and_opens_the_wizard_with_the_document(page_db)
     create(at, "Launch")
     type_body(at, "Hi {{ first_name }}, we launched!")
     at.button(key="doc_bulk").click().run()
-    assert at.session_state["wizard_document"] == "Launch"
     assert [t.value for t in at.title] == ["Mailings"]
+    # the wizard took the document over (and cleared the hand-over key)
+    assert at.session_state["wiz"]["document"] == "Launch"
     with Studio(page_db) as app:
         assert app.get_document("Launch").body == "Hi {{ first_name }}, we launched!"
