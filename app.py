@@ -2,6 +2,8 @@
 
 import streamlit as st
 
+from ui.auth import require_login
+
 st.set_page_config(page_title="Bulk SMS Studio", page_icon="💬", layout="wide")
 
 PAGES = [
@@ -13,6 +15,7 @@ PAGES = [
     st.Page("pages/settings.py", title="Settings", icon="⚙️"),
 ]
 
+require_login()  # only when [auth] is configured in secrets
 navigation = st.navigation(PAGES)
 st.sidebar.caption("Bulk SMS Studio · contacts → selections → documents → mailings → statistics")
 navigation.run()

@@ -17,8 +17,8 @@ Why it is built this way (a million rows must import in seconds):
 3. Parsing uses ``rphonenumbers`` (libphonenumber in Rust, the same API as
    ``phonenumbers``) when it is installed, else ``phonenumbers``, which stays the
    reference in tests. ``SMS_STUDIO_PHONES_BACKEND=phonenumbers`` forces the reference.
-4. Above ``PARALLEL_MIN_DISTINCT`` distinct values a worker process takes chunks from the
-   front of the list while this process works from the back. The parser holds the GIL,
+4. Above ``PARALLEL_MIN_DISTINCT`` distinct values, and if a core is idle, a worker process
+   takes chunks from the front of the list while this process works from the back. The parser holds the GIL,
    so threads do not help; the worker comes from a ``forkserver`` (``spawn`` where there
    is none) because forking a process that runs Streamlit and DuckDB threads is unsafe.
    The pool is created on first use and reused. The calling process never waits for a
@@ -455,6 +455,12 @@ def _worker_chunk(values: Sequence[str], region: str, backend: str, generation: 
     return _classify_chunk(values, region, backend)
 
 
+def _cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 def default_workers() -> int:
     """Worker processes for large inputs: one per core beyond this process's own (max 3).
 
@@ -466,8 +472,20 @@ def default_workers() -> int:
             return max(0, int(env))
         except ValueError:
             raise ValueError(f"{WORKERS_ENV}={env!r} is not a whole number.") from None
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return max(0, min((cores or 1) - 1, 3))
+    return max(0, min(_cores() - 1, 3))
+
+
+def _idle_workers(wanted: int) -> int:
+    """`wanted` capped by the cores other processes leave idle (1-minute load average).
+
+    A worker only helps on a free core: measured on a 2-core machine that other jobs kept
+    busy, a worker made a 1M-row import slower (its extra pickling and the chunks this
+    process redoes at the end cost CPU that nobody had spare).
+    """
+    if not hasattr(os, "getloadavg"):
+        return wanted
+    spare = _cores() - os.getloadavg()[0] - 1  # this process takes one core itself
+    return max(0, min(wanted, round(spare)))
 
 
 def _get_pool(workers: int) -> ProcessPoolExecutor:
@@ -613,8 +631,9 @@ def normalize(numbers: pd.Series | Iterable[Any], default_region: str, *,
     Returns a DataFrame with the input's index and string columns ``e164``, ``country``,
     ``number_type``, ``status`` (one of `STATUSES`) and ``reason``. Numbers without a
     country code are read as numbers of ``default_region`` (an ISO code such as "NL").
-    ``workers`` overrides `default_workers()` for inputs with at least
-    `PARALLEL_MIN_DISTINCT` distinct values; 0 keeps the work in this process.
+    Inputs with at least `PARALLEL_MIN_DISTINCT` distinct values use worker processes:
+    ``workers`` of them if given (0: none), else ``SMS_STUDIO_PHONES_WORKERS``, else
+    `default_workers()` as far as idle cores allow.
     """
     if not isinstance(numbers, pd.Series):
         numbers = pd.Series(list(numbers), dtype=object)
@@ -623,7 +642,12 @@ def normalize(numbers: pd.Series | Iterable[Any], default_region: str, *,
     cleaned = _clean_column(_to_arrow_strings(numbers))
     encoded = pc.dictionary_encode(cleaned)
     distinct: list[str] = encoded.dictionary.to_pylist()
-    n_workers = default_workers() if workers is None else max(0, workers)
+    if workers is not None:
+        n_workers = max(0, workers)
+    elif os.environ.get(WORKERS_ENV, "").strip():
+        n_workers = default_workers()
+    else:
+        n_workers = _idle_workers(default_workers())
     _last_run.clear()
     _last_run.update(backend=backend, rows=len(numbers), distinct=len(distinct), workers=0,
                      chunks=1, worker_chunks=0)

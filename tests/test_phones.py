@@ -434,6 +434,16 @@ def test_small_inputs_stay_in_process(workers):
     assert phones.last_run()["workers"] == 0
 
 
+def test_workers_only_on_idle_cores(monkeypatch):
+    monkeypatch.setattr(phones, "_cores", lambda: 4)
+    monkeypatch.setattr(phones.os, "getloadavg", lambda: (0.2, 0.2, 0.2))
+    assert phones._idle_workers(3) == 3
+    monkeypatch.setattr(phones.os, "getloadavg", lambda: (1.9, 1.0, 1.0))
+    assert phones._idle_workers(3) == 1
+    monkeypatch.setattr(phones.os, "getloadavg", lambda: (7.5, 7.0, 7.0))
+    assert phones._idle_workers(3) == 0
+
+
 def test_workers_setting(monkeypatch):
     monkeypatch.setenv(phones.WORKERS_ENV, "0")
     assert phones.default_workers() == 0
