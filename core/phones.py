@@ -17,12 +17,16 @@ Why it is built this way (a million rows must import in seconds):
 3. Parsing uses ``rphonenumbers`` (libphonenumber in Rust, the same API as
    ``phonenumbers``) when it is installed, else ``phonenumbers``, which stays the
    reference in tests. ``SMS_STUDIO_PHONES_BACKEND=phonenumbers`` forces the reference.
+   Known differences: rphonenumbers 0.1.0 carries libphonenumber metadata 9.0.41, older
+   than phonenumbers 9.0.43, so numbers in ranges changed in between (seen: CN, RO, ZW,
+   BW, SH) can be judged differently; and short junk with ``;``, ``#`` or non-Latin
+   digits is invalid in both but may get "too short for NL" instead of "not a number".
 4. Above ``PARALLEL_MIN_DISTINCT`` distinct values, and if a core is idle, a worker process
-   takes chunks from the front of the list while this process works from the back. The parser holds the GIL,
-   so threads do not help; the worker comes from a ``forkserver`` (``spawn`` where there
-   is none) because forking a process that runs Streamlit and DuckDB threads is unsafe.
-   The pool is created on first use and reused. The calling process never waits for a
-   late worker: it redoes that worker's last chunks itself instead.
+   takes chunks from the front of the list while this process works from the back. The
+   parser holds the GIL, so threads do not help; the worker comes from a ``forkserver``
+   (``spawn`` where there is none) because forking a process that runs Streamlit and
+   DuckDB threads is unsafe. The pool is created on first use and reused. The calling
+   process never waits for a late worker: it redoes that worker's last chunks itself.
 
 Decisions about ambiguous input (the tests pin each of them):
 
@@ -70,8 +74,18 @@ log = logging.getLogger(__name__)
 
 STATUSES = ("valid_mobile", "not_mobile", "invalid", "missing")
 NUMBER_TYPES = (
-    "mobile", "fixed_line", "fixed_line_or_mobile", "voip", "toll_free", "premium_rate",
-    "pager", "uan", "voicemail", "personal_number", "shared_cost", "unknown",
+    "mobile",
+    "fixed_line",
+    "fixed_line_or_mobile",
+    "voip",
+    "toll_free",
+    "premium_rate",
+    "pager",
+    "uan",
+    "voicemail",
+    "personal_number",
+    "shared_cost",
+    "unknown",
 )
 # Types an SMS can reach. FIXED_LINE_OR_MOBILE is what libphonenumber says where the two
 # share one numbering range (US, CA, ...): most such numbers do take SMS.
@@ -186,8 +200,9 @@ def _to_arrow_strings(numbers: pd.Series) -> pa.Array:
         try:
             numbers = numbers.astype("str")
         except UnicodeEncodeError:  # Arrow holds only valid UTF-8
-            numbers = numbers.map(lambda v: _valid_utf8(v) if isinstance(v, str) else v,
-                                  na_action="ignore").astype("str")
+            numbers = numbers.map(
+                lambda v: _valid_utf8(v) if isinstance(v, str) else v, na_action="ignore"
+            ).astype("str")
     arr = pa.array(numbers.array)
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks()
@@ -216,8 +231,9 @@ def _clean_column(arr: pa.Array) -> pa.Array:
     empty = pc.equal(pc.utf8_length(cleaned), 0)
     missing = pc.is_null(arr)
     if _any(empty):  # only whitespace is missing; "--" or "(geen)" is text, so invalid
-        missing = pc.or_(missing, pc.fill_null(
-            pc.and_(empty, pc.match_substring_regex(arr, _WS_ONLY)), False))
+        missing = pc.or_(
+            missing, pc.fill_null(pc.and_(empty, pc.match_substring_regex(arr, _WS_ONLY)), False)
+        )
     multiple = pc.fill_null(pc.match_substring_regex(cleaned, _MULTIPLE), False)
     out = pc.if_else(multiple, pa.scalar(_MULTIPLE_MARK, cleaned.type), cleaned)
     out = pc.if_else(scientific, pa.scalar(_SCIENTIFIC_MARK, cleaned.type), out)
@@ -282,12 +298,11 @@ class _Api:
         self.fixed_type = pn.PhoneNumberType.FIXED_LINE
         self.supported_regions = frozenset(pn.SUPPORTED_REGIONS)
         self.single_region = {
-            cc: regions[0] for cc, regions in pn.COUNTRY_CODE_TO_REGION_CODE.items()
+            cc: regions[0]
+            for cc, regions in pn.COUNTRY_CODE_TO_REGION_CODE.items()
             if len(regions) == 1
         }
-        self.type_names = {
-            getattr(pn.PhoneNumberType, n.upper()): n for n in NUMBER_TYPES
-        }
+        self.type_names = {getattr(pn.PhoneNumberType, n.upper()): n for n in NUMBER_TYPES}
         err = pn.NumberParseException
         self.parse_reasons = {
             err.INVALID_COUNTRY_CODE: "invalid country code",
@@ -297,8 +312,11 @@ class _Api:
             err.TOO_LONG: "too long",
         }
         vr = pn.ValidationResult
-        self.length_words = {vr.TOO_SHORT: "too short", vr.TOO_LONG: "too long",
-                             vr.INVALID_LENGTH: "wrong length"}
+        self.length_words = {
+            vr.TOO_SHORT: "too short",
+            vr.TOO_LONG: "too long",
+            vr.INVALID_LENGTH: "wrong length",
+        }
         self.invalid_country = vr.INVALID_COUNTRY_CODE
 
 
@@ -361,8 +379,9 @@ def _parse_error_reason(api: _Api, value: str, error_type: int) -> str:
     return reason
 
 
-def _classify_chunk(values: Sequence[str], region: str, backend: str
-                    ) -> tuple[list[str], np.ndarray, list[Outcome]]:
+def _classify_chunk(
+    values: Sequence[str], region: str, backend: str
+) -> tuple[list[str], np.ndarray, list[Outcome]]:
     """Classify cleaned values: their E.164 strings, outcome ids and the outcome table.
 
     Outcomes (country, type, status, reason) repeat a lot, so they are numbered and sent
@@ -417,8 +436,10 @@ def _slow_path(api: _Api, value: str, region: str) -> tuple[str, Outcome]:
             alt = api.parse(retry, region)
             ntype = api.number_type(alt)
             if ntype != api.unknown_type:
-                return (api.format_number(alt, api.e164),
-                        _valid_outcome(api, api.region_code_for_number(alt), ntype))
+                return (
+                    api.format_number(alt, api.e164),
+                    _valid_outcome(api, api.region_code_for_number(alt), ntype),
+                )
     if num is not None:
         return "", ("", "", "invalid", _invalid_reason(api, value, num, region))
     return "", ("", "", "invalid", _parse_error_reason(api, value, kind))
@@ -448,8 +469,9 @@ def _init_worker(generation: Any) -> None:
     _worker_generation = generation
 
 
-def _worker_chunk(values: Sequence[str], region: str, backend: str, generation: int
-                  ) -> tuple[list[str], np.ndarray, list[Outcome]] | None:
+def _worker_chunk(
+    values: Sequence[str], region: str, backend: str, generation: int
+) -> tuple[list[str], np.ndarray, list[Outcome]] | None:
     if _worker_generation is not None and _worker_generation.value != generation:
         return None
     return _classify_chunk(values, region, backend)
@@ -495,11 +517,14 @@ def _get_pool(workers: int) -> ProcessPoolExecutor:
             if _pool is not None:
                 _pool.shutdown(wait=False, cancel_futures=True)
             methods = multiprocessing.get_all_start_methods()
-            ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods
-                                              else "spawn")
+            ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
             _generation = ctx.RawValue("q", 0)
-            _pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx,
-                                        initializer=_init_worker, initargs=(_generation,))
+            _pool = ProcessPoolExecutor(
+                max_workers=workers,
+                mp_context=ctx,
+                initializer=_init_worker,
+                initargs=(_generation,),
+            )
             _pool_size = workers
         return _pool
 
@@ -546,8 +571,9 @@ def shutdown_workers() -> None:
         _drop_pool(pool)
 
 
-def _classify_parallel(values: list[str], region: str, backend: str, workers: int
-                       ) -> list[tuple[list[str], np.ndarray, list[Outcome]]]:
+def _classify_parallel(
+    values: list[str], region: str, backend: str, workers: int
+) -> list[tuple[list[str], np.ndarray, list[Outcome]]]:
     """Classify chunk by chunk: workers from the front, this process from the back.
 
     Each worker keeps two chunks queued so it never idles. When no unclaimed chunk is left
@@ -555,7 +581,7 @@ def _classify_parallel(values: list[str], region: str, backend: str, workers: in
     worker's first start, imports included, takes about a second); whichever answer comes
     first is kept. A broken pool is dropped and its chunks are done here.
     """
-    chunks = [values[i:i + CHUNK_SIZE] for i in range(0, len(values), CHUNK_SIZE)]
+    chunks = [values[i : i + CHUNK_SIZE] for i in range(0, len(values), CHUNK_SIZE)]
     results: list[Any] = [None] * len(chunks)
     pool = _get_pool(workers)
     generation = _generation
@@ -586,11 +612,13 @@ def _classify_parallel(values: list[str], region: str, backend: str, workers: in
             collect()
             while not broken and front <= back and len(inflight) < 2 * workers:
                 try:
-                    inflight[front] = pool.submit(_worker_chunk, chunks[front], region,
-                                                  backend, run)
+                    inflight[front] = pool.submit(
+                        _worker_chunk, chunks[front], region, backend, run
+                    )
                 except Exception as exc:  # pool already broken or shut down
-                    log.warning("phone-number worker pool unusable (%s); continuing "
-                                "in-process", exc)
+                    log.warning(
+                        "phone-number worker pool unusable (%s); continuing in-process", exc
+                    )
                     broken = True
                     break
                 front += 1
@@ -624,8 +652,9 @@ def _check_region(api: _Api, default_region: str) -> str:
     return region
 
 
-def normalize(numbers: pd.Series | Iterable[Any], default_region: str, *,
-              workers: int | None = None) -> pd.DataFrame:
+def normalize(
+    numbers: pd.Series | Iterable[Any], default_region: str, *, workers: int | None = None
+) -> pd.DataFrame:
     """Normalise a column of raw phone numbers.
 
     Returns a DataFrame with the input's index and string columns ``e164``, ``country``,
@@ -649,11 +678,20 @@ def normalize(numbers: pd.Series | Iterable[Any], default_region: str, *,
     else:
         n_workers = _idle_workers(default_workers())
     _last_run.clear()
-    _last_run.update(backend=backend, rows=len(numbers), distinct=len(distinct), workers=0,
-                     chunks=1, worker_chunks=0)
+    _last_run.update(
+        backend=backend,
+        rows=len(numbers),
+        distinct=len(distinct),
+        workers=0,
+        chunks=1,
+        worker_chunks=0,
+    )
     parts = None
-    if n_workers and len(distinct) >= PARALLEL_MIN_DISTINCT and _parallel_lock.acquire(
-            blocking=False):
+    if (
+        n_workers
+        and len(distinct) >= PARALLEL_MIN_DISTINCT
+        and _parallel_lock.acquire(blocking=False)
+    ):
         try:
             _last_run["workers"] = n_workers
             parts = _classify_parallel(distinct, region, backend, n_workers)
@@ -666,15 +704,15 @@ def normalize(numbers: pd.Series | Iterable[Any], default_region: str, *,
     e164s: list[str] = []
     id_parts: list[np.ndarray] = []
     for chunk_e164, chunk_ids, chunk_table in parts:
-        remap = np.array([table.setdefault(o, len(table)) for o in chunk_table] or [0],
-                         dtype=np.int32)
+        remap = np.array(
+            [table.setdefault(o, len(table)) for o in chunk_table] or [0], dtype=np.int32
+        )
         e164s.extend(chunk_e164)
         id_parts.append(remap[chunk_ids])
     outcomes = list(table)
     per_distinct = np.concatenate(id_parts) if id_parts else np.empty(0, np.int32)
     indices = encoded.indices.to_numpy(zero_copy_only=False)
-    row_outcome = pa.array(per_distinct[indices] if len(indices) else
-                           np.empty(0, np.int32))
+    row_outcome = pa.array(per_distinct[indices] if len(indices) else np.empty(0, np.int32))
     columns: dict[str, pd.Series] = {
         "e164": pa.array(e164s, pa.large_string()).take(encoded.indices),
     }
@@ -682,8 +720,10 @@ def normalize(numbers: pd.Series | Iterable[Any], default_region: str, *,
         labels = pa.array([o[pos] for o in outcomes], pa.large_string())
         columns[name] = labels.take(row_outcome)
     return pd.DataFrame(
-        {name: pd.Series(arr, index=numbers.index, dtype="str", copy=False)
-         for name, arr in columns.items()},
+        {
+            name: pd.Series(arr, index=numbers.index, dtype="str", copy=False)
+            for name, arr in columns.items()
+        },
         index=numbers.index,
     )
 

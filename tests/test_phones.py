@@ -26,8 +26,11 @@ DEMO_SCRIPT = ROOT / "scripts" / "make_demo_data.py"
 # between, such as CN, RO or ZW, can be judged differently).
 REGIONS = ["NL", "BE", "DE", "GB", "US", "FR"]
 TRUNK_ZERO = {"NL", "BE", "DE", "GB", "FR"}
-SETTINGS = settings(max_examples=120, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+SETTINGS = settings(
+    max_examples=120,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 
 def _load_demo_module():
@@ -69,8 +72,11 @@ def _national_reading(text: str, region: str) -> str | None:
 def valid_numbers(draw):
     """A valid number of one of REGIONS (mobile or fixed line), per the reference library."""
     region = draw(st.sampled_from(REGIONS))
-    kind = draw(st.sampled_from([phonenumbers.PhoneNumberType.MOBILE,
-                                 phonenumbers.PhoneNumberType.FIXED_LINE]))
+    kind = draw(
+        st.sampled_from(
+            [phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE]
+        )
+    )
     example = phonenumbers.example_number_for_type(region, kind)
     nsn = phonenumbers.national_significant_number(example)
     k = draw(st.integers(1, min(6, len(nsn) - 3)))
@@ -91,8 +97,13 @@ def grouped(draw, digits: str) -> str:
             size += 1  # no lone last digit: "3161234567.0" is a float, not a format
         groups.append(rest[:size])
         rest = rest[size:]
-    seps = draw(st.lists(st.sampled_from(["", " ", "-", ".", "/", " - ", "  ", "\u00a0"]),
-                         min_size=len(groups), max_size=len(groups)))
+    seps = draw(
+        st.lists(
+            st.sampled_from(["", " ", "-", ".", "/", " - ", "  ", "\u00a0"]),
+            min_size=len(groups),
+            max_size=len(groups),
+        )
+    )
     if len(groups) > 1 and draw(st.booleans()):
         groups[0] = f"({groups[0]})"
     return groups[0] + "".join(s + g for s, g in zip(seps[1:], groups[1:], strict=True))
@@ -103,8 +114,9 @@ def renderings(draw, region: str, num) -> tuple[str, str]:
     """One way to write `num`, with the default region to read it with."""
     cc = str(num.country_code)
     nsn = phonenumbers.national_significant_number(num)
-    national = re.sub(r"\D", "", phonenumbers.format_number(
-        num, phonenumbers.PhoneNumberFormat.NATIONAL))
+    national = re.sub(
+        r"\D", "", phonenumbers.format_number(num, phonenumbers.PhoneNumberFormat.NATIONAL)
+    )
     styles = ["plus", "idd", "national", "digits_cc"]
     if region in TRUNK_ZERO:
         styles.append("plus_trunk")
@@ -140,8 +152,9 @@ JUNK_ALPHABET = "0123456789+-. ()/abcdeghilmnoprstvwxyzé,"
 junk_text = st.text(JUNK_ALPHABET, max_size=22)
 digit_runs = st.builds(
     lambda prefix, digits: prefix + digits,
-    st.sampled_from(["", "+31", "0031", "06", "0", "+32", "+49", "+44", "+1", "+33", "31",
-                     "32", "49", "44"]),
+    st.sampled_from(
+        ["", "+31", "0031", "06", "0", "+32", "+49", "+44", "+1", "+33", "31", "32", "49", "44"]
+    ),
     st.text("0123456789 -", max_size=13),
 )
 
@@ -179,77 +192,101 @@ def test_every_format_of_a_number_gives_its_e164(case):
         assert set(frame["e164"]) == {expected}
 
 
-@pytest.mark.parametrize("raw", [
-    "06-12345678", "+31 6 1234 5678", "0031612345678", "0612345678", "06 12 34 56 78",
-    "06.12.34.56.78", "(06) 12345678", "+31 (0)6 1234 5678", "+31-6-12345678",
-    "31612345678", "31612345678.0", "31612345678,0", "612345678.0", "612345678",
-    " 06-12345678 ", "06-12345678 (mobiel)", "\u00a006\u00a012345678", "tel:+31612345678",
-    "'0612345678", "\ufeff0612345678",
-])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "06-12345678",
+        "+31 6 1234 5678",
+        "0031612345678",
+        "0612345678",
+        "06 12 34 56 78",
+        "06.12.34.56.78",
+        "(06) 12345678",
+        "+31 (0)6 1234 5678",
+        "+31-6-12345678",
+        "31612345678",
+        "31612345678.0",
+        "31612345678,0",
+        "612345678.0",
+        "612345678",
+        " 06-12345678 ",
+        "06-12345678 (mobiel)",
+        "\u00a006\u00a012345678",
+        "tel:+31612345678",
+        "'0612345678",
+        "\ufeff0612345678",
+    ],
+)
 def test_dutch_mobile_in_export_formats(raw, backend):
     got = phones.normalize_one(raw, "NL")
     assert as_tuple(got) == ("+31612345678", "NL", "mobile", "valid_mobile", "")
 
 
-@pytest.mark.parametrize(("raw", "region", "e164", "country", "ntype"), [
-    ("+32 470 12 34 56", "NL", "+32470123456", "BE", "mobile"),
-    ("0470 12 34 56", "BE", "+32470123456", "BE", "mobile"),
-    ("32470123456", "NL", "+32470123456", "BE", "mobile"),  # no + and not valid in NL
-    ("0032470123456", "NL", "+32470123456", "BE", "mobile"),
-    ("+49 151 23456789", "NL", "+4915123456789", "DE", "mobile"),
-    ("4915123456789", "NL", "+4915123456789", "DE", "mobile"),
-    ("0151 23456789", "DE", "+4915123456789", "DE", "mobile"),
-    ("+44 7400 123456", "NL", "+447400123456", "GB", "mobile"),
-    ("+44 (0)7400 123456", "NL", "+447400123456", "GB", "mobile"),
-    ("07400 123456", "GB", "+447400123456", "GB", "mobile"),
-    ("+1 (212) 555-0123", "NL", "+12125550123", "US", "fixed_line_or_mobile"),
-    ("(212) 555-0123", "US", "+12125550123", "US", "fixed_line_or_mobile"),
-    ("12125550123", "NL", "+12125550123", "US", "fixed_line_or_mobile"),
-    ("0031612345678", "US", "+31612345678", "NL", "mobile"),  # 00 is not IDD in the US
-])
+@pytest.mark.parametrize(
+    ("raw", "region", "e164", "country", "ntype"),
+    [
+        ("+32 470 12 34 56", "NL", "+32470123456", "BE", "mobile"),
+        ("0470 12 34 56", "BE", "+32470123456", "BE", "mobile"),
+        ("32470123456", "NL", "+32470123456", "BE", "mobile"),  # no + and not valid in NL
+        ("0032470123456", "NL", "+32470123456", "BE", "mobile"),
+        ("+49 151 23456789", "NL", "+4915123456789", "DE", "mobile"),
+        ("4915123456789", "NL", "+4915123456789", "DE", "mobile"),
+        ("0151 23456789", "DE", "+4915123456789", "DE", "mobile"),
+        ("+44 7400 123456", "NL", "+447400123456", "GB", "mobile"),
+        ("+44 (0)7400 123456", "NL", "+447400123456", "GB", "mobile"),
+        ("07400 123456", "GB", "+447400123456", "GB", "mobile"),
+        ("+1 (212) 555-0123", "NL", "+12125550123", "US", "fixed_line_or_mobile"),
+        ("(212) 555-0123", "US", "+12125550123", "US", "fixed_line_or_mobile"),
+        ("12125550123", "NL", "+12125550123", "US", "fixed_line_or_mobile"),
+        ("0031612345678", "US", "+31612345678", "NL", "mobile"),  # 00 is not IDD in the US
+    ],
+)
 def test_foreign_numbers(raw, region, e164, country, ntype, backend):
     got = phones.normalize_one(raw, region)
     assert as_tuple(got) == (e164, country, ntype, "valid_mobile", "")
 
 
 # --- statuses and reasons ------------------------------------------------------------------
-@pytest.mark.parametrize(("raw", "status", "reason"), [
-    (None, "missing", "no number"),
-    (np.nan, "missing", "no number"),
-    (pd.NA, "missing", "no number"),
-    ("", "missing", "no number"),
-    ("   ", "missing", "no number"),
-    ("\t\u00a0\n", "missing", "no number"),
-    ("onbekend", "invalid", "not a number"),
-    ("n.v.t.", "invalid", "not a number"),
-    ("-", "invalid", "not a number"),
-    ("(geen)", "invalid", "not a number"),
-    ("()", "invalid", "not a number"),
-    ("?", "invalid", "not a number"),
-    ("06-123", "invalid", "too short for NL"),
-    ("0612", "invalid", "too short for NL"),
-    ("1", "invalid", "too short"),
-    ("06-12345678901", "invalid", "too long for NL"),
-    ("06-123456789", "invalid", "wrong length for NL"),
-    ("12345678901234567890", "invalid", "too long"),
-    ("+999 123456", "invalid", "invalid country code"),
-    ("+32 470 12", "invalid", "too short for BE"),
-    ("+32 470 12 34 56 78 9", "invalid", "too long for BE"),
-    ("0470 12 34 56", "invalid", "not a valid number for NL"),
-    ("3.16123E+10", "invalid", "number mangled by a spreadsheet (scientific notation)"),
-    ("6,12345E+08", "invalid", "number mangled by a spreadsheet (scientific notation)"),
-    ("0612345678, 0687654321", "invalid", "more than one number"),
-    ("06-12345678 of 06-87654321", "invalid", "more than one number"),
-    ("0612345678;0687654321", "invalid", "more than one number"),
-    ("020-1234567", "not_mobile", "fixed line, cannot receive SMS"),
-    ("0800-1234", "not_mobile", "toll-free number, cannot receive SMS"),
-    ("0900-1234567", "not_mobile", "premium-rate number, cannot receive SMS"),
-    ("088-1234567", "not_mobile", "company number (UAN), cannot receive SMS"),
-    ("085-1234567", "not_mobile", "VoIP number, cannot receive SMS"),
-    ("066-1234567", "not_mobile", "pager number, cannot receive SMS"),
-    ("+49 30 12345678", "not_mobile", "fixed line, cannot receive SMS"),
-    ("06-12345678", "valid_mobile", ""),
-])
+@pytest.mark.parametrize(
+    ("raw", "status", "reason"),
+    [
+        (None, "missing", "no number"),
+        (np.nan, "missing", "no number"),
+        (pd.NA, "missing", "no number"),
+        ("", "missing", "no number"),
+        ("   ", "missing", "no number"),
+        ("\t\u00a0\n", "missing", "no number"),
+        ("onbekend", "invalid", "not a number"),
+        ("n.v.t.", "invalid", "not a number"),
+        ("-", "invalid", "not a number"),
+        ("(geen)", "invalid", "not a number"),
+        ("()", "invalid", "not a number"),
+        ("?", "invalid", "not a number"),
+        ("06-123", "invalid", "too short for NL"),
+        ("0612", "invalid", "too short for NL"),
+        ("1", "invalid", "too short"),
+        ("06-12345678901", "invalid", "too long for NL"),
+        ("06-123456789", "invalid", "wrong length for NL"),
+        ("12345678901234567890", "invalid", "too long"),
+        ("+999 123456", "invalid", "invalid country code"),
+        ("+32 470 12", "invalid", "too short for BE"),
+        ("+32 470 12 34 56 78 9", "invalid", "too long for BE"),
+        ("0470 12 34 56", "invalid", "not a valid number for NL"),
+        ("3.16123E+10", "invalid", "number mangled by a spreadsheet (scientific notation)"),
+        ("6,12345E+08", "invalid", "number mangled by a spreadsheet (scientific notation)"),
+        ("0612345678, 0687654321", "invalid", "more than one number"),
+        ("06-12345678 of 06-87654321", "invalid", "more than one number"),
+        ("0612345678;0687654321", "invalid", "more than one number"),
+        ("020-1234567", "not_mobile", "fixed line, cannot receive SMS"),
+        ("0800-1234", "not_mobile", "toll-free number, cannot receive SMS"),
+        ("0900-1234567", "not_mobile", "premium-rate number, cannot receive SMS"),
+        ("088-1234567", "not_mobile", "company number (UAN), cannot receive SMS"),
+        ("085-1234567", "not_mobile", "VoIP number, cannot receive SMS"),
+        ("066-1234567", "not_mobile", "pager number, cannot receive SMS"),
+        ("+49 30 12345678", "not_mobile", "fixed line, cannot receive SMS"),
+        ("06-12345678", "valid_mobile", ""),
+    ],
+)
 def test_status_and_reason(raw, status, reason, backend):
     got = phones.normalize_one(raw, "NL")
     assert (got.status, got.reason) == (status, reason)
@@ -269,8 +306,13 @@ def test_text_that_is_not_valid_unicode_is_judged_not_refused():
 
 def test_non_geographic_numbers_have_country_001():
     got = phones.normalize_one("+800 1234 5678", "NL")
-    assert as_tuple(got) == ("+80012345678", "001", "toll_free", "not_mobile",
-                             "toll-free number, cannot receive SMS")
+    assert as_tuple(got) == (
+        "+80012345678",
+        "001",
+        "toll_free",
+        "not_mobile",
+        "toll-free number, cannot receive SMS",
+    )
 
 
 def test_numeric_columns_as_spreadsheets_deliver_them():
@@ -293,8 +335,7 @@ def test_the_float_rule_leaves_written_numbers_alone():
 # --- the frame ------------------------------------------------------------------------------
 def test_result_shape_dtypes_and_index():
     index = pd.Index(["z", "a", "a", "q", "b"], name="customer")
-    raw = pd.Series(["06-12345678", None, "onbekend", "020-1234567", "+32470123456"],
-                    index=index)
+    raw = pd.Series(["06-12345678", None, "onbekend", "020-1234567", "+32470123456"], index=index)
     frame = phones.normalize(raw, "nl")
     assert list(frame.columns) == list(phones.COLUMNS)
     assert frame.index.equals(index)
@@ -302,8 +343,13 @@ def test_result_shape_dtypes_and_index():
     for col in frame.columns:
         assert frame[col].dtype == "str"
         assert not frame[col].isna().any()
-    assert list(frame["status"]) == ["valid_mobile", "missing", "invalid", "not_mobile",
-                                     "valid_mobile"]
+    assert list(frame["status"]) == [
+        "valid_mobile",
+        "missing",
+        "invalid",
+        "not_mobile",
+        "valid_mobile",
+    ]
 
 
 def test_empty_input():
@@ -320,8 +366,17 @@ def test_unknown_region_is_refused():
 
 
 def test_duplicated_raw_strings_get_the_same_answer():
-    values = ["06-12345678", "0612345678", "06-12345678", None, "onbekend", "onbekend",
-              "06-12345678", "+31 6 1234 5678", None]
+    values = [
+        "06-12345678",
+        "0612345678",
+        "06-12345678",
+        None,
+        "onbekend",
+        "onbekend",
+        "06-12345678",
+        "+31 6 1234 5678",
+        None,
+    ]
     frame = norm_list(values)
     for value, (_, row) in zip(values, frame.iterrows(), strict=True):
         assert tuple(row) == as_tuple(phones.normalize_one(value, "NL"))
@@ -339,8 +394,11 @@ def test_column_equals_one_by_one(values, region):
     valid = frame["e164"] != ""
     assert (valid == frame["status"].isin(["valid_mobile", "not_mobile"])).all()
     assert frame.loc[valid, "e164"].str.fullmatch(r"\+[1-9][0-9]{6,14}").all()
-    assert (frame.loc[frame["status"] == "valid_mobile", "number_type"]
-            .isin(phones.SMS_CAPABLE_TYPES).all())
+    assert (
+        frame.loc[frame["status"] == "valid_mobile", "number_type"]
+        .isin(phones.SMS_CAPABLE_TYPES)
+        .all()
+    )
     assert (frame.loc[frame["status"] != "valid_mobile", "reason"] != "").all()
 
 
@@ -382,17 +440,23 @@ def test_valid_means_what_the_reference_library_says(value, region):
     num = phonenumbers.parse(got.e164)
     assert phonenumbers.is_valid_number(num)
     assert phonenumbers.region_code_for_number(num) == got.country
-    assert got.number_type == phones.NUMBER_TYPES[
-        [getattr(phonenumbers.PhoneNumberType, t.upper()) for t in phones.NUMBER_TYPES]
-        .index(phonenumbers.number_type(num))]
+    assert (
+        got.number_type
+        == phones.NUMBER_TYPES[
+            [getattr(phonenumbers.PhoneNumberType, t.upper()) for t in phones.NUMBER_TYPES].index(
+                phonenumbers.number_type(num)
+            )
+        ]
+    )
 
 
 # --- the parallel path ----------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def large_column():
     demo = _load_demo_module()
-    values = demo.messy_numbers(np.random.default_rng(7), 200_000, duplicate_share=0.2,
-                                junk_share=0.05)
+    values = demo.messy_numbers(
+        np.random.default_rng(7), 200_000, duplicate_share=0.2, junk_share=0.05
+    )
     return pd.Series(values, dtype=object, index=pd.RangeIndex(10, 200_010))
 
 
@@ -455,14 +519,27 @@ def test_workers_setting(monkeypatch):
 # --- demo data -----------------------------------------------------------------------------
 def test_demo_data_script(tmp_path):
     out = tmp_path / "demo" / "contacts.csv"
-    run = subprocess.run([sys.executable, str(DEMO_SCRIPT), "--output", str(out)],
-                         capture_output=True, text=True, timeout=60, check=False)
+    run = subprocess.run(
+        [sys.executable, str(DEMO_SCRIPT), "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr
     frame = pd.read_csv(out, dtype=str, keep_default_na=False)
     assert len(frame) == 10_000
     assert frame["customer_id"].is_unique
-    assert {"first_name", "last_name", "city", "birth_date", "customer_type",
-            "last_order_date", "consent", "mobile"} <= set(frame.columns)
+    assert {
+        "first_name",
+        "last_name",
+        "city",
+        "birth_date",
+        "customer_type",
+        "last_order_date",
+        "consent",
+        "mobile",
+    } <= set(frame.columns)
     assert pd.to_datetime(frame["birth_date"], format="%Y-%m-%d").notna().all()
     assert set(frame["consent"]) >= {"yes", "no", "ja", "nee", "1", "0"}
     assert (frame["consent"].isin(["yes", "ja", "1", "Yes"])).mean() > 0.6
@@ -476,10 +553,14 @@ def test_demo_data_script(tmp_path):
     # Repeatable: the same seed gives the same bytes, another seed another file.
     again = tmp_path / "again.csv"
     other = tmp_path / "other.csv"
-    subprocess.run([sys.executable, str(DEMO_SCRIPT), "--output", str(again)], check=True,
-                   capture_output=True)
-    subprocess.run([sys.executable, str(DEMO_SCRIPT), "--output", str(other), "--seed", "7",
-                    "--rows", "500"], check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, str(DEMO_SCRIPT), "--output", str(again)], check=True, capture_output=True
+    )
+    subprocess.run(
+        [sys.executable, str(DEMO_SCRIPT), "--output", str(other), "--seed", "7", "--rows", "500"],
+        check=True,
+        capture_output=True,
+    )
     assert again.read_bytes() == out.read_bytes()
     assert len(pd.read_csv(other, dtype=str)) == 500
 
@@ -493,4 +574,5 @@ def test_demo_mobiles_are_all_valid_in_the_reference_library():
             assert phonenumbers.is_valid_number(num), (country, nsn)
             assert phonenumbers.number_type(num) in (
                 phonenumbers.PhoneNumberType.MOBILE,
-                phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE)
+                phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE,
+            )
