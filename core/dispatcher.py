@@ -278,10 +278,11 @@ class _Recorder:
 
     # -- entry points --
     def _urgent(self) -> bool:
-        """A flush is waiting, or enough work gathered: commit now (holding `_cond`)."""
+        """A flush or a reply (a STOP must count at once) is waiting, or enough work
+        gathered: commit now (called holding `_cond`)."""
         size = 0
         for job in self._queue:
-            if job.flush:
+            if job.flush or job.inbound:
                 return True
             size += len(job.fold or ()) + len(job.reports) + len(job.inbound)
         return size >= 5000
@@ -495,6 +496,8 @@ class Dispatcher:
         self._wakeup = threading.Event()
         self._submit_state = threading.Condition()
         self._in_submit = False
+        self._submits_done = 0
+        self._replies_pending = 0  # reply batches being stored (a STOP must count first)
         self._threads: list[threading.Thread] = []
         self._recovered = False
         self._started = False
@@ -700,12 +703,22 @@ class Dispatcher:
         `submit` returned its provider id: wait for that batch to settle (bounded), so the
         report is matched in memory rather than stored as unmatched.
         """
+        replies = any(isinstance(e, InboundMessage) for e in events)
         unknown = any(isinstance(e, DeliveryReport) and e.provider_id
                       and not self.recorder.knows(e.provider_id) for e in events)  # fmt: skip
-        if unknown and self._threads:
-            with self._submit_state:
-                self._submit_state.wait_for(lambda: not self._in_submit, timeout=30.0)
-        self.recorder.inbound(events)
+        with self._submit_state:
+            if replies:  # the sender's suppression check waits for these
+                self._replies_pending += 1
+            if unknown and self._threads and self._in_submit:
+                done = self._submits_done  # wait for this submit, not for a quiet moment
+                self._submit_state.wait_for(lambda: self._submits_done != done, timeout=30.0)
+        try:
+            self.recorder.inbound(events)
+        finally:
+            if replies:
+                with self._submit_state:
+                    self._replies_pending -= 1
+                    self._submit_state.notify_all()
 
     def _heartbeat(self) -> None:
         now = self.clock()
@@ -736,15 +749,16 @@ class Dispatcher:
         batch = self._take(now)
         if not batch:
             return 0
-        batch = self._screen(batch)
-        if not batch:
-            return 1
         segments = sum(m.cost for m in batch)
         if not self._pace(segments):
             for m in batch:  # stopping: leave them queued, untouched
                 self._drop(m)
             return 1
-        self._submit(batch)
+        # The suppression list once more, after any wait for the pace: right before sending.
+        screened = self._screen(batch)
+        self._tokens += segments - sum(m.cost for m in screened)
+        if screened:
+            self._submit(screened)
         return len(batch)
 
     def _refresh(self, now: float) -> None:
@@ -811,7 +825,13 @@ class Dispatcher:
             cur.outstanding -= 1
 
     def _screen(self, batch: list[PendingMessage]) -> list[PendingMessage]:
-        """The suppression list again, right before a message's first part goes out."""
+        """The suppression list again, right before a message's first part goes out.
+
+        Replies already handed over by the gateway are stored first, so a STOP that
+        arrived before this moment always counts.
+        """
+        with self._submit_state:
+            self._submit_state.wait_for(lambda: self._replies_pending == 0, timeout=10.0)
         blocked = self.source.blocked(batch)
         if not blocked:
             return batch
@@ -901,6 +921,7 @@ class Dispatcher:
         finally:
             with self._submit_state:
                 self._in_submit = False
+                self._submits_done += 1
                 self._submit_state.notify_all()
 
     def _settle(self, batch: list[PendingMessage], outbound: list[OutboundMessage],

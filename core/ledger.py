@@ -664,7 +664,8 @@ class LedgerSource:
 
     def record_inbound(self, messages: Sequence[InboundMessage], received_at: datetime
                        ) -> None:  # fmt: skip
-        """Store replies, then apply STOP and START (both committed before returning)."""
+        """Apply STOP and START to the suppression list, then store the replies (all
+        committed before returning; a reply offered again is stored once)."""
         region = self.region or str(self.studio.get_setting("default_region") or "NL")
         known = known_inbound_ids(self.storage, (m.provider_id for m in messages))
         rows: list[dict[str, Any]] = []
@@ -684,7 +685,6 @@ class LedgerSource:
         answered = latest_mailing_for(self.storage, (r["e164"] for r in rows if r["e164"]))
         for r in rows:
             r["mailing_id"] = answered.get(r["e164"]) if r["e164"] else None
-        store_inbound(self.storage, rows)
         last: dict[str, tuple[str, int | None]] = {}
         for r in rows:  # the last word of each number in this batch counts
             if r["kind"] and r["e164"]:
@@ -699,9 +699,10 @@ class LedgerSource:
                 starts.append(e164)
         if starts:
             self.studio.unsuppress(starts, source="reply", only_reason="stop_reply")
-        for mailing_id, numbers in stops.items():
+        for mailing_id, numbers in stops.items():  # the suppression first: it is what counts
             self.studio.suppress(numbers, reason="stop_reply", source="reply",
                                  mailing_id=mailing_id)  # fmt: skip
+        store_inbound(self.storage, rows)
 
     # -- recovery and completion --
     def recover(self) -> list[PartRef]:

@@ -262,7 +262,7 @@ class MailingsMixin:
         )
 
     def _snapshot_recipients(self, mailing: dict[str, Any], info: DatabaseInfo
-                    ) -> tuple[pd.DataFrame, dict[str, Any]]:  # fmt: skip
+                             ) -> tuple[pd.DataFrame, dict[str, Any]]:  # fmt: skip
         """The reconciled recipients and the counts of who was left out at each step."""
         selection = mailing["selection"]
         database = None if selection else info.name
@@ -280,8 +280,8 @@ class MailingsMixin:
         table, counts = self._mailing_messages(mailing, info, frame)
         return table, {"steps": steps, "recipients": len(frame), **counts}
 
-    def _mailing_messages(self, mailing: dict[str, Any], info: DatabaseInfo, frame: pd.DataFrame
-                        ) -> tuple[pa.Table, dict[str, int]]:  # fmt: skip
+    def _mailing_messages(self, mailing: dict[str, Any], info: DatabaseInfo,
+                          frame: pd.DataFrame) -> tuple[pa.Table, dict[str, int]]:
         """Render, count parts and lay out the `messages` rows (vectorised)."""
         mailing_id, split = int(mailing["id"]), int(mailing["split_max_parts"])
         fields = info.user_columns
@@ -456,11 +456,18 @@ class MailingsMixin:
         return ledger.results_frame(self.storage, mailing_id)
 
     def dispatcher_status(self) -> dict[str, Any] | None:
-        """The running dispatcher's state in this process (None when none runs)."""
+        """The dispatcher's state in this process: counters, pace, `last_error`; when it
+        could not start, {"running": False, "last_error": why}; None when none was started."""
         from core.dispatcher import running_dispatcher
+        from core.worker import background_errors
 
-        running = running_dispatcher(_db_key(self.storage))
-        return None if running is None else running.status()
+        key = _db_key(self.storage)
+        running = running_dispatcher(key)
+        if running is not None:
+            return running.status()
+        if key in background_errors:
+            return {"running": False, "last_error": background_errors[key]}
+        return None
 
     def _wake_dispatcher(self) -> None:
         from core.dispatcher import running_dispatcher

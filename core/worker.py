@@ -72,16 +72,29 @@ def start_dispatcher(
     return dispatcher
 
 
+# Why the app's background dispatcher could not start, per database (shown by
+# `MailingsMixin.dispatcher_status`): the app itself must keep working, e.g. to fix a
+# gateway URL on the Settings page.
+background_errors: dict[str, str] = {}
+
+
 def start_background(studio: Any, gateway_url: str | None = None) -> Dispatcher | None:
     """The app's background work: the dispatcher, and the scheduler when there is one.
 
     Returns the dispatcher, or None when another one already sends for this database
-    (a Streamlit rerun, or a second Studio on the same file): never two.
+    (a Streamlit rerun, or a second Studio on the same file: never two) or when it cannot
+    start (the reason is kept in `background_errors` and logged; the app keeps running).
     """
+    key = _db_key(studio)
     try:
         dispatcher = start_dispatcher(studio, gateway_url=gateway_url)
+        background_errors.pop(key, None)
     except DispatcherBusy as exc:
         log.info("no second dispatcher: %s", exc)
+        dispatcher = None
+    except StudioError as exc:
+        log.error("the dispatcher cannot start: %s", exc)
+        background_errors[key] = str(exc)
         dispatcher = None
     if dispatcher is not None:
         studio._background.append(dispatcher.stop)

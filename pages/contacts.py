@@ -16,7 +16,7 @@ NONE = "(none)"
 st.title("Contacts")
 tab_upload, tab_browse, tab_suppress, tab_rules = st.tabs(
     ["Upload", "Browse", "Suppression list", "Opt-in rule & default destination"],
-    key="contacts_tabs",
+    key="contacts_tabs", on_change="rerun",  # the open tab survives every rerun
 )
 
 
@@ -46,6 +46,8 @@ def show_report(report: dict) -> None:
              "numbers": list(report["country_counts"].values())}
         )
         fig = px.bar(frame, x="country", y="numbers", title="Valid numbers per country")
+        fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                          xaxis_title=None, yaxis_title=None)
         st.plotly_chart(fig, width="stretch")
     st.markdown(
         f"**Duplicates:** {fmt_int(report['duplicate_numbers'])} numbers are shared by "

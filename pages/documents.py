@@ -14,7 +14,7 @@ from core import segments
 from core.errors import StudioError
 from ui.common import fmt_int, friendly_errors, pick_database, studio
 
-WHOLE_DATABASE = "(whole database)"
+WHOLE_DATABASE = "(whole contact database)"
 FLASH = "doc_flash"
 
 st.title("Documents")
@@ -159,7 +159,7 @@ with st.expander("Rename, duplicate or delete"):
     st.dataframe(app.list_documents(), hide_index=True)
 
 # -- the editor ---------------------------------------------------------------------------------
-database = pick_database("Contact database (its fields, test contact and selections)",
+database = pick_database("Contact database (its fields, default destination and selections)",
                          key="doc_database")
 keys = {"sender": f"doc_sender_{doc.id}", "body": f"doc_body_{doc.id}"}
 st.session_state.setdefault(keys["sender"], doc.sender)
@@ -239,7 +239,10 @@ with friendly_errors():
         st.caption(f"Counted with the {app.national_shift()} national shift table "
                    "(gateway setting).")
 
-tab_preview, tab_all, tab_send = st.tabs(["Preview", "Whole selection", "Send"], key="doc_tabs")
+# Tracked tabs (on_change="rerun"): a button in "Send" must not bring the user back to
+# "Preview" when the messages above the tabs change on its rerun.
+tab_preview, tab_all, tab_send = st.tabs(["Preview", "Whole selection", "Send"], key="doc_tabs",
+                                         on_change="rerun")
 
 # -- previews -------------------------------------------------------------------------------------
 with tab_preview:
@@ -249,7 +252,8 @@ with tab_preview:
         dest = app.default_destination(database)
         st.markdown("**Default destination (test contact)**")
         if dest is None:
-            st.info("This database has no test contact yet: choose one on the **Contacts** page "
+            st.info("This contact database has no default destination (test contact) yet: "
+                    "choose one on the **Contacts** page "
                     "(tab *Opt-in rule & default destination*) or the **Selections** page.")
         else:
             with friendly_errors():
@@ -356,7 +360,7 @@ with tab_send:
     if not can_test:
         st.caption("Sending is not available in this installation yet.")
     elif not database:
-        st.caption("Choose a contact database with a test contact to send a test.")
+        st.caption("Choose a contact database with a default destination to send a test.")
 
     if st.button("Send bulk mailing…", key="doc_bulk", type="primary",
                  help="Opens the mailing wizard with this document (unsaved changes are "

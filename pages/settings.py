@@ -34,7 +34,7 @@ def gateway_tools() -> Any | None:
 
 
 tab_prices, tab_sending, tab_rules, tab_gateway = st.tabs(
-    ["Prices", "Sending", "Rules text", "Gateway"], key="settings_tabs"
+    ["Prices", "Sending", "Rules text", "Gateway"], key="settings_tabs", on_change="rerun"
 )
 
 with tab_prices:

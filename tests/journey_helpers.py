@@ -133,8 +133,9 @@ class AppServer:
             process.send_signal(signal.SIGTERM)
             try:
                 process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            except subprocess.TimeoutExpired:  # hung: end it and anything it started
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
                 process.wait(10)
         return process.returncode
 
@@ -405,6 +406,8 @@ class Shots:
 def import_contacts(page: Any, csv: Path, shot: Shot) -> dict[str, int]:
     main = main_area(page)
     assert main.get_by_role("heading", name="Contacts", level=1).is_visible()
+    start_here = main.get_by_text("Start here.")
+    assert start_here.is_visible(), "a fresh database says where to begin"
     uploader = main.get_by_test_id("stFileUploader").filter(has_text="Contact file")
     uploader.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(csv))
     main.get_by_text("10,000 rows · 9 columns").wait_for()
@@ -423,6 +426,8 @@ def import_contacts(page: Any, csv: Path, shot: Shot) -> dict[str, int]:
     assert sum(v for k, v in report.items() if k != "Rows read") == 10_000
     assert report["Valid mobile"] > 9_000
     assert main.get_by_text(re.compile(r"Duplicates:.*numbers are shared")).is_visible()
+    assert not start_here.is_visible(), "once there are contacts, the next step is named"
+    assert main.get_by_text(re.compile(r"^Next: build a selection")).is_visible()
     shot("contacts-import-report")
     return report
 

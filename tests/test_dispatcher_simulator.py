@@ -163,3 +163,17 @@ def test_run_until_done_reports_progress_and_resumes_what_was_sending(app: Studi
     assert seen and seen[-1][1] == N
     assert summary["mailings"][mid]["queued"] == 0
     assert summary["mailings"][mid]["submitted"] == 0  # every report is in
+
+
+def test_a_bad_gateway_setting_does_not_stop_the_app_and_the_reason_is_shown(
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    studio = Studio(tmp_path / "bad.duckdb")
+    try:
+        studio.set_setting("gateway_url", "smpp://nobody@127.0.0.1")  # no port
+        studio.start_background()  # must not raise: the Settings page has to stay reachable
+        status = studio.dispatcher_status()
+        assert status is not None and status["running"] is False
+        assert "port" in status["last_error"]
+    finally:
+        studio.close()

@@ -21,7 +21,6 @@ import json
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -42,7 +41,6 @@ from tests.journey_helpers import (
 pytestmark = pytest.mark.browser
 
 ARTIFACTS = ROOT / "tests" / "artifacts" / "journey"
-TIME_LIMIT = 180.0  # seconds for the whole journey, app start to CLI check
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +68,6 @@ def cli_json(db: Path, *args: str) -> list[dict]:
 
 
 def test_new_user_journey(app_server: AppServer, demo_csv: Path) -> None:
-    started = time.monotonic()
     with browser_page(app_server.url) as page:
         try:
             seen = walk_journey(page, demo_csv, Shots(page, ARTIFACTS))
@@ -112,4 +109,3 @@ def test_new_user_journey(app_server: AppServer, demo_csv: Path) -> None:
     assert (cancelled["recipients"], cancelled["submitted"]) == (0, 0)
     assert not cli_json(app_server.db_path, "results", str(seen.cancelled_id), "--format",
                         "json"), "a cancelled mailing sends nothing"
-    assert time.monotonic() - started < TIME_LIMIT

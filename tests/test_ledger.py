@@ -141,6 +141,27 @@ def test_a_mailing_is_due_when_its_utc_time_has_come_and_records_how_late_it_sta
     assert app.get_mailing(later)["state"] == "scheduled"
 
 
+def test_a_mailing_nobody_can_receive_finishes_at_once(app: Studio) -> None:
+    app.suppress(["0612345678", "+31612345680", "0612345681", "0612345682", "0612345683"])
+    mid = launch(app)
+    mailing = app.get_mailing(mid)
+    assert mailing["state"] == "finished" and mailing["reconciliation"]["recipients"] == 0
+    assert app.mailing_results(mid).empty
+
+
+def test_a_mailing_that_cannot_be_rendered_fails_with_the_reason_and_writes_nothing(
+    app: Studio,
+) -> None:  # fmt: skip
+    mid = app.create_mailing(sender="Studio", body="Born {{ name|date }}", database="people",
+                             accept_rules=True)  # fmt: skip
+    with pytest.raises(InvalidInput, match="could not start"):
+        app.launch_mailing(mid)
+    mailing = app.get_mailing(mid)
+    assert mailing["state"] == "failed" and "date" in mailing["error"]
+    assert app.storage.one("SELECT count(*) FROM messages") == 0
+    app.launch_mailing(mid)  # a failed mailing is not retried silently
+
+
 def test_a_test_send_is_one_message_to_the_default_destination(app: Studio) -> None:
     app.set_default_destination("people", number="+31687654321")
     mid = app.test_send(sender="Studio", body="Hi {{ name }}!", database="people",
