@@ -8,7 +8,7 @@ DEV_STAMP := $(VENV)/.dev-installed
 PORT ?= 8501
 DEMO := data/demo/contacts.csv
 
-.PHONY: run test bench lint setup demo browser clean
+.PHONY: run test bench lint setup demo browser screenshots clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -34,12 +34,14 @@ run: $(RUN_STAMP) $(DEMO)
 	$(BIN)/streamlit run app.py --server.headless true --server.address 127.0.0.1 \
 		--server.port $(PORT) --browser.gatherUsageStats false
 
-# Debian's Chromium for the browser journey test, installed only when missing.
+# Debian's Chromium for the browser journey test (and an emoji font for its screenshots),
+# installed only when missing.
 browser:
 	@test -x /usr/bin/chromium || { \
 		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 		$$SUDO apt-get update -q && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends chromium; }
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends \
+			chromium fonts-noto-color-emoji; }
 
 test: $(DEV_STAMP) $(DEMO) browser
 	$(BIN)/ruff check .
@@ -47,6 +49,9 @@ test: $(DEV_STAMP) $(DEMO) browser
 
 bench: $(DEV_STAMP) $(DEMO)
 	$(BIN)/python bench/run_all.py $(BENCH_ARGS)
+
+screenshots: $(DEV_STAMP) browser
+	$(BIN)/python scripts/screenshots.py
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
