@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 from core import importer, phones
 from core.errors import InvalidInput, NotFound
 from core.storage import Storage, quote_ident
+from core.values import plain
 
 Progress = Callable[[float, str], None]
 
@@ -254,7 +255,7 @@ class ContactsMixin:
             return None
         if frame.empty:
             return None
-        return {k: _py(v) for k, v in frame.iloc[0].to_dict().items()}
+        return {k: plain(v) for k, v in frame.iloc[0].to_dict().items()}
 
     def get_contact(self, database: str, row_id: int) -> dict[str, Any] | None:
         return self._find_contact(self.get_database(database), row_id=row_id)
@@ -533,19 +534,6 @@ def is_known_region(region: str) -> bool:
     return phonenumbers.country_code_for_region(region.upper()) != 0
 
 
-def _py(value: Any) -> Any:
-    if value is None:
-        return None
-    try:
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    if isinstance(value, pd.Timestamp):
-        return value.to_pydatetime()
-    if hasattr(value, "item"):
-        return value.item()
-    return value
 
 
 def _require_column(column: str | None, columns: Sequence[str], role: str, file_name: str,

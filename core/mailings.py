@@ -35,6 +35,7 @@ from core.segments import analyze_many
 from core.senders import validate_sender
 from core.storage import Storage
 from core.templates import TemplateError, prepare
+from core.values import plain
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -77,17 +78,6 @@ def _text(values: pd.Series) -> pa.Array:
     return pa.array(values.astype("string"), from_pandas=True).cast(pa.string())
 
 
-def _py(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.to_pydatetime()
-    try:
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return value.item() if hasattr(value, "item") else value
 
 
 class MailingsMixin:
@@ -402,7 +392,7 @@ class MailingsMixin:
         )
         if frame.empty:
             raise NotFound(f"There is no mailing {mailing_id}.")
-        row = {k: _py(v) for k, v in frame.iloc[0].to_dict().items()}
+        row = {k: plain(v) for k, v in frame.iloc[0].to_dict().items()}
         for key in ("reconciliation", "estimate"):
             if isinstance(row.get(key), str):
                 row[key] = json.loads(row[key])

@@ -42,7 +42,6 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any, Literal
 
-import numpy as np
 import pandas as pd
 import phonenumbers
 import pyarrow as pa
@@ -51,6 +50,7 @@ from core import pricing
 from core.errors import InvalidInput, NotFound
 from core.exports import to_safe_csv
 from core.storage import Storage, quote_ident
+from core.values import plain
 
 __all__ = [
     "FAILURE_STATUSES",
@@ -153,7 +153,7 @@ def q_mailing_row(storage: Storage, mailing_id: int) -> dict[str, Any] | None:
     )
     if frame.empty:
         return None
-    row = {k: _py(v) for k, v in frame.iloc[0].to_dict().items()}
+    row = {k: plain(v) for k, v in frame.iloc[0].to_dict().items()}
     for key in ("reconciliation", "estimate"):
         row[key] = _json(row.get(key))
     return row
@@ -1050,16 +1050,3 @@ def _json(value: Any) -> Any:
     return value
 
 
-def _py(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, pd.Timestamp):
-        return value.to_pydatetime()
-    if isinstance(value, np.generic):
-        return value.item()
-    try:
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    return value

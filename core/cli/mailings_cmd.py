@@ -21,6 +21,7 @@ from core.cli.output import print_json, print_table
 from core.errors import InvalidInput, StudioError
 from core.exports import to_safe_csv
 from core.timeutil import parse_user_time, to_user_time
+from core.values import plain
 
 MAILING_FIELDS = ("id", "state", "recipients", "submitted", "delivered", "failed", "unknown",
                   "skipped", "segments", "scheduled_at", "started_at", "finished_at")  # fmt: skip
@@ -129,28 +130,17 @@ def _report_timeout(studio: Any, value: float | None) -> float:
 
 def _utc_text(value: Any) -> str | None:
     """A stored (naive UTC) time as ISO 8601 with its offset, for JSON."""
-    stamp = _clean(value)
+    stamp = plain(value)
     if stamp is None:
         return None
     moment = pd.Timestamp(stamp).to_pydatetime()
     return moment.replace(tzinfo=UTC).isoformat(timespec="seconds")
 
 
-def _clean(value: Any) -> Any:
-    if value is None:
-        return None
-    try:
-        if pd.isna(value):
-            return None
-    except (TypeError, ValueError):
-        pass
-    if hasattr(value, "item") and not isinstance(value, pd.Timestamp):
-        return value.item()
-    return value
 
 
 def _mailing_json(row: dict[str, Any]) -> dict[str, Any]:
-    out = {k: _clean(row.get(k)) for k in MAILING_FIELDS}
+    out = {k: plain(row.get(k)) for k in MAILING_FIELDS}
     for key in TIME_FIELDS:
         out[key] = _utc_text(row.get(key))
     return out
@@ -262,7 +252,7 @@ def run_mailings(studio: Any, args: argparse.Namespace) -> int:
     shown = frame[["id", "kind", *MAILING_FIELDS[1:]]].copy()
     for key in TIME_FIELDS:
         shown[key] = [
-            "" if _clean(v) is None else
+            "" if plain(v) is None else
             f"{to_user_time(pd.Timestamp(v).to_pydatetime(), zone):%Y-%m-%d %H:%M}"
             for v in shown[key]
         ]  # a few hundred mailings at most: formatting each is fine
