@@ -46,6 +46,7 @@ KINDS = ("bulk", "test")
 STATES = ("scheduled", "sending", "finished", "cancelled", "failed")
 MAX_SPLIT = 10  # the most parts a mailing may allow per message (the Settings range)
 RATE_WINDOW = timedelta(seconds=10)
+RATE_MIN_WINDOW = timedelta(seconds=1)
 
 _launch_locks: dict[str, threading.Lock] = {}
 _launch_locks_guard = threading.Lock()
@@ -424,13 +425,19 @@ class MailingsMixin:
 
         Statuses partition `total`: queued (not yet accepted, including retries),
         submitted (accepted, no final report yet), delivered, failed, undelivered,
-        expired, unknown, skipped. `rate_segments_per_s` is measured over the last ~10 s.
+        expired, unknown, skipped. `rate_segments_per_s` is measured over the last 10 s, or
+        over the time since the start when the mailing started less than 10 s ago (dividing
+        a young mailing's parts by the whole window would understate its pace several times
+        over). `eta_seconds` is the segments still to submit / that rate: 0 when nothing is
+        queued, None while the rate is 0 (no pace to extrapolate from).
         """
         mailing = self.get_mailing(mailing_id)
         counts = ledger.status_counts(self.storage, mailing_id)
         now = self.clock()
-        recent = ledger.submitted_parts_since(self.storage, mailing_id, now - RATE_WINDOW)
-        rate = recent / RATE_WINDOW.total_seconds()
+        window = _rate_window(mailing.get("started_at"), now)
+        recent = ledger.submitted_parts_since(self.storage, mailing_id, now - window) \
+            if window else 0
+        rate = recent / window.total_seconds() if window else 0.0
         left = counts.pop("segments_left")
         eta = 0.0 if not counts["queued"] else (left / rate if rate > 0 else None)
         return {
@@ -465,6 +472,16 @@ class MailingsMixin:
         running = running_dispatcher(_db_key(self.storage))
         if running is not None:
             running.wake()
+
+
+def _rate_window(started_at: datetime | None, now: datetime) -> timedelta | None:
+    """The span the send rate is measured over: the last RATE_WINDOW, or the time since the
+    start when that is shorter, but at least RATE_MIN_WINDOW (a few parts sent within the
+    first milliseconds are no pace). None before the mailing has started."""
+    if started_at is None:
+        return None
+    elapsed = now - started_at
+    return max(min(elapsed, RATE_WINDOW), RATE_MIN_WINDOW)
 
 
 def _db_key(storage: Storage) -> str:

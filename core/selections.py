@@ -48,7 +48,7 @@ import difflib
 import json
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
@@ -191,6 +191,21 @@ def quote_identifier(name: str) -> str:
 # ---------------------------------------------------------------------------------------
 
 
+# Users pick operators by their label ("is empty"), specs name them by key ('empty'):
+# messages say both, label first, so either reader finds the word they know.
+_EMPTY_HINT = "to find missing values use “is empty” (empty)"
+
+
+def _op_name(op: Operator) -> str:
+    """An operator as messages name it: its label, then its spec key (“is” (eq)); the label
+    alone when the two are the same word (“contains”)."""
+    return f"“{op.label}”" if op.label == op.key else f"“{op.label}” ({op.key})"
+
+
+def _op_names(ops: Iterable[Operator]) -> str:
+    return ", ".join(_op_name(o) for o in ops)
+
+
 def _describe_value(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -275,7 +290,7 @@ def _bool_value(value: Any, path: str, what: str) -> bool:
 def _scalar_for(kind: Kind | None, value: Any, path: str, what: str) -> Any:
     """Normalise one comparison value for a column kind (None: structure only)."""
     if value is None:
-        raise SelectionError(path, f"{what} needs a value; to find missing values use 'empty'")
+        raise SelectionError(path, f"{what} needs a value; {_EMPTY_HINT}")
     if isinstance(value, list | dict | tuple):
         raise SelectionError(path, f"{what} needs a single value, got {_describe_value(value)}")
     if kind == "text":
@@ -298,7 +313,7 @@ def _scalar_for(kind: Kind | None, value: Any, path: str, what: str) -> Any:
 def _ordered_for(kind: Kind | None, value: Any, path: str, what: str) -> int | float | str:
     """A value for gt/ge/lt/le/between: a number or a date (ISO string in the spec)."""
     if value is None:
-        raise SelectionError(path, f"{what} needs a value; to find missing values use 'empty'")
+        raise SelectionError(path, f"{what} needs a value; {_EMPTY_HINT}")
     if kind == "number":
         return _number_value(value, path, what)
     if kind in ("date", "timestamp"):
@@ -1049,7 +1064,7 @@ def _whole_number(value: Any, path: str, what: str, low: int, high: int) -> int:
 
 def _normalise_value(op: Operator, kind: Kind | None, node: Mapping[str, Any], path: str) -> Any:
     vpath = _join(path, "value")
-    what = repr(op.key)
+    what = _op_name(op)
     value = node.get("value")
     if op.value_kind == "none":
         if value is not None:
@@ -1126,9 +1141,10 @@ def _validate_condition(
     if field == SMS_FIELD:
         kind = "sms"
         if "sms" not in op.kinds:
-            choices = ", ".join(o.key for o in OPERATORS.values() if "sms" in o.kinds)
+            choices = _op_names(o for o in OPERATORS.values() if "sms" in o.kinds)
             raise SelectionError(
-                _join(path, "op"), f"{op_key!r} does not apply to {SMS_FIELD}; use {choices}"
+                _join(path, "op"),
+                f"{_op_name(op)} does not apply to {SMS_FIELD} (SMS history); use {choices}",
             )
         if columns is not None and E164_COLUMN not in columns:
             raise SelectionError(
@@ -1136,7 +1152,9 @@ def _validate_condition(
                 f"{SMS_FIELD} conditions need the table's {E164_COLUMN} column",
             )
     elif "sms" in op.kinds:
-        raise SelectionError(_join(path, "op"), f"{op_key!r} applies only to the {SMS_FIELD} field")
+        raise SelectionError(
+            _join(path, "op"), f"{_op_name(op)} applies only to the {SMS_FIELD} (SMS history) field"
+        )
     elif columns is None:
         kind = None
     else:
@@ -1147,11 +1165,11 @@ def _validate_condition(
             )
         kind = column_kind(columns[field])
         if kind not in op.kinds:
-            labels = ", ".join(o.key for o in OPERATORS.values() if kind in o.kinds)
+            labels = _op_names(o for o in OPERATORS.values() if kind in o.kinds)
             raise SelectionError(
                 _join(path, "op"),
-                f"{op_key!r} does not apply to {field!r} ({_kind_phrase(kind)} column of type "
-                f"{columns[field]}); use one of: {labels}",
+                f"{_op_name(op)} does not apply to {field!r} ({_kind_phrase(kind)} column of "
+                f"type {columns[field]}); use one of: {labels}",
             )
     value = _normalise_value(op, kind, node, path)
     out: dict[str, Any] = {"field": field, "op": op_key}

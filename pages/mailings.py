@@ -11,9 +11,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
+from core.audience import STEP_LABELS
 from core.errors import StudioError
 from core.exports import to_safe_csv
 from core.timeutil import to_user_time, utc_from_local
@@ -23,6 +25,7 @@ from ui.common import (
     fmt_int,
     friendly_errors,
     studio,
+    table_columns,
     user_time_zone,
 )
 
@@ -33,6 +36,9 @@ NOW, LATER = "Now", "At a date and time"
 SPLIT, NO_SPLIT = "Split into a multi-part message", "Do not split: skip those recipients"
 LATE_NOTICE = 10.0  # seconds; the ticker itself may start a mailing up to ~1 s after its time
 SKIPPED_SHOWN = 500
+WATCH = "mail_watch"  # the mailings the live section watches, as the last full run drew them
+DETAILS, NEWEST, PICK = "mail_details", "mail_details_newest", "mail_details_pick"
+TEST_SEND_LABEL = "Send a test to the default destination"
 CANNOT_CANCEL = (
     "This mailing is sending and can no longer be cancelled: recipients may already have "
     "their message."
@@ -94,7 +100,7 @@ def targets() -> list[str]:
 
 def target_label(option: str) -> str:
     kind, _, name = option.partition(":")
-    return f"Selection {name}" if kind == "selection" else f"Whole database {name}"
+    return f"Selection {name}" if kind == "selection" else f"Whole contact database {name}"
 
 
 def target_args(option: str) -> dict[str, str | None]:
@@ -109,10 +115,12 @@ def present(value: Any) -> bool:
 
 
 def mailing_name(row: dict[str, Any]) -> str:
-    """The document a mailing sends, or (a test send, or text given on the command line)
-    its sender."""
+    """The document a mailing sends; a test send, or text given on the command line, has
+    none, so its sender names it."""
     if present(row.get("document")):
         return str(row["document"])
+    if row.get("kind") == "test":
+        return f"test from {row.get('sender')}"
     return f"text from {row.get('sender')}"
 
 
@@ -120,6 +128,14 @@ def mailing_target(row: dict[str, Any]) -> str:
     if present(row.get("selection")):
         return f"selection:{row['selection']}"
     return f"database:{row.get('database')}"
+
+
+def sent_to(row: dict[str, Any]) -> str:
+    """Who a mailing goes to, as people read it: a test send goes to the database's default
+    destination, not to the whole database it is stored against."""
+    if row.get("kind") == "test":
+        return f"the default destination of {row.get('database')}"
+    return target_label(mailing_target(row))
 
 
 def default_send_time() -> datetime:
@@ -258,9 +274,15 @@ def show_plan(plan: Any, at: datetime | None) -> None:
     for warning in plan.warnings:
         st.warning(warning)
     st.markdown("**Estimated cost per country**")
-    st.dataframe(plan.cost_by_country, hide_index=True)
+    money = st.column_config.NumberColumn(format="%,.2f")
+    st.dataframe(plan.cost_by_country, hide_index=True,
+                 column_config={**table_columns(counts=["recipients", "segments"]),
+                                "price": st.column_config.NumberColumn(format="%,.4f"),
+                                "cost": money})  # fmt: skip
     with st.expander("Reconciliation: from the selection to the recipients"):
-        st.dataframe(plan.audience.table()[["label", "contacts", "left"]], hide_index=True)
+        st.dataframe(plan.audience.table()[["label", "contacts", "left"]], hide_index=True,
+                     column_config={**table_columns(counts=["contacts", "left"]),
+                                    "label": "step"})  # fmt: skip
     if len(plan.skipped):
         st.markdown(f"**Skipped recipients** ({fmt_int(len(plan.skipped))}): not sent, never "
                     "cut short")
@@ -269,7 +291,8 @@ def show_plan(plan: Any, at: datetime | None) -> None:
                            file_name="skipped.csv", mime="text/csv", key="wiz_skipped_csv")
     if plan.view.ucs2_recipients and not plan.view.ucs2_causes.empty:
         with st.expander("What pushes messages into UCS-2"):
-            st.dataframe(plan.view.ucs2_causes, hide_index=True)
+            st.dataframe(plan.view.ucs2_causes, hide_index=True,
+                         column_config=table_columns(counts=["characters", "recipients"]))
 
 
 def step_confirm() -> None:
@@ -284,7 +307,9 @@ def step_confirm() -> None:
     tools = st.columns(2)
     tools[0].button("Recalculate", key="wiz_replan", help="Count again (contacts or the "
                     "document may have changed).", on_click=lambda: SS.update(wiz_force_plan=True))
-    if tools[1].button("Send a test to the test contact", key="wiz_test"):
+    if tools[1].button(TEST_SEND_LABEL, key="wiz_test",
+                       help="One message, rendered for the default destination of the "
+                       "contact database (Contacts page), through the dispatcher."):
         with friendly_errors():
             test_id = app.test_send(sender=plan.sender, body=plan.body, database=plan.database)
             st.success(f"Test message handed to the dispatcher as mailing #{test_id}.")
@@ -306,6 +331,7 @@ def step_confirm() -> None:
             return
         what = "starts now" if data.get("at") is None else f"is scheduled for {local(data['at'])}"
         flash("success", f"Mailing #{mailing_id} {what}.")
+        SS[PICK] = mailing_id  # "Details and results" shows the mailing just sent
         reset_wizard()
         st.rerun()
 
@@ -328,8 +354,7 @@ def show_progress(row: dict[str, Any]) -> None:
     total = int(p["total"]) or 1
     handled = int(p["total"]) - int(p["queued"])
     failed = int(p["failed"]) + int(p["undelivered"]) + int(p["expired"])
-    name = mailing_name(row)
-    st.markdown(f"**#{mailing_id}** · {name} → {target_label(mailing_target(row))}")
+    st.markdown(f"**#{mailing_id}** · {mailing_name(row)} → {sent_to(row)}")
     st.progress(handled / total, text=f"{fmt_int(handled)} of {fmt_int(p['total'])} handled")
     cols = st.columns(5)
     cols[0].metric("Submitted", fmt_int(p["submitted"]), help="Accepted, no final report yet.")
@@ -337,26 +362,113 @@ def show_progress(row: dict[str, Any]) -> None:
     cols[2].metric("Failed", fmt_int(failed), help="Failed, undelivered or expired.")
     cols[3].metric("Unknown", fmt_int(p["unknown"]))
     cols[4].metric("Skipped", fmt_int(p["skipped"]))
-    eta = "done sending" if p["eta_seconds"] == 0 else duration(p["eta_seconds"])
-    st.caption(f"{p['rate_segments_per_s']:,.1f} segments per second · estimated time to "
-               f"finish: {eta}. {CANNOT_CANCEL}")
+    if p["eta_seconds"] == 0:
+        eta = "done sending"
+    elif p["eta_seconds"] is None:
+        eta = "estimated time to finish: not known yet"
+    else:
+        eta = f"estimated time to finish: {duration(p['eta_seconds'])}"
+    st.caption(f"{p['rate_segments_per_s']:,.1f} segments per second · {eta}. {CANNOT_CANCEL}")
+
+
+def watched(frame: pd.DataFrame) -> tuple[tuple[int, str], ...]:
+    """The mailings whose state changes by itself soon, as (id, state): the sending ones,
+    and the scheduled ones whose time has come (the scheduler starts them within a second or
+    two). A small mailing can start and finish between two refreshes; watching it from the
+    moment it is due is what lets the page notice."""
+    due = (frame["state"] == "scheduled") & (frame["scheduled_at"] <= app.clock())
+    live = frame[due | (frame["state"] == "sending")].sort_values("id")
+    return tuple(zip(live["id"].astype(int).tolist(), live["state"].astype(str).tolist(),
+                     strict=True))  # fmt: skip
 
 
 @st.fragment(run_every=timedelta(seconds=2))
 def live_progress() -> None:
-    """The sending mailings, refreshed every 2 s without reloading the page."""
+    """The sending and due mailings, refreshed every 2 s without reloading the page; the
+    whole page runs again when one of them starts, finishes or fails to start."""
     frame = app.list_mailings()
-    sending = frame[frame["state"] == "sending"].sort_values("id")
-    ids = tuple(int(i) for i in sending["id"])
-    if SS.get("mail_sending_ids", ids) != ids:
-        SS["mail_sending_ids"] = ids
-        st.rerun(scope="app")  # a mailing started or finished: the lists below changed
-    if sending.empty:
+    watch = watched(frame)
+    if SS.get(WATCH, watch) != watch:
+        SS[WATCH] = watch
+        st.rerun(scope="app")  # the lists below changed
+    SS[WATCH] = watch
+    if not watch:
         st.caption("Nothing is sending right now.")
         return
-    for row in sending.to_dict("records"):
+    rows = frame.set_index("id", drop=False)
+    for mailing_id, state in watch:
+        row = rows.loc[mailing_id].to_dict()
         with st.container(border=True):
-            show_progress(row)
+            if state == "sending":
+                show_progress(row)
+            else:
+                st.markdown(f"**#{mailing_id}** · {mailing_name(row)} → {sent_to(row)}")
+                st.caption(f"Due since {local(row['scheduled_at'], '%H:%M:%S')}: starting "
+                           "(the recipients are counted now), progress follows here.")
+
+
+def local_times(values: pd.Series, fmt: str = "%Y-%m-%d %H:%M") -> pd.Series:
+    """Stored (naive UTC) times as text in the user's zone, for a whole column at once."""
+    times = pd.to_datetime(values).dt.tz_localize("UTC").dt.tz_convert(zone)
+    return times.dt.strftime(fmt).fillna("")
+
+
+def list_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One short row per mailing, to fit the page; the rest is under Details and results.
+
+    A mailing that has not started shows no counts: its recipients are only counted (and
+    its messages written) when it starts.
+    """
+    test = frame["kind"].eq("test").to_numpy()
+    document = frame["document"].astype("string")
+    sender = frame["sender"].astype("string").fillna("")
+    name = np.where(document.notna(), document.fillna(""),
+                    np.where(test, "test from " + sender, "text from " + sender))
+    database = frame["database"].astype("string").fillna("")
+    selection = frame["selection"].astype("string")
+    target = np.where(test, "the default destination of " + database,
+                      np.where(selection.notna(), "Selection " + selection.fillna(""),
+                               "Whole contact database " + database))  # fmt: skip
+    started = frame["started_at"].notna()
+    when = local_times(frame["started_at"].where(started, frame["scheduled_at"]))
+    not_started = ~started & frame["state"].isin(["scheduled", "cancelled", "failed"])
+    table = pd.DataFrame({
+        "id": frame["id"].astype("int64"), "mailing": name, "target": target,
+        "state": frame["state"].astype("string"), "when": when,
+    })  # fmt: skip
+    for col in ("recipients", "delivered", "failed"):
+        table[col] = frame[col].astype("Int64").mask(not_started)
+    return table
+
+
+LIST_COLUMNS = {
+    "id": st.column_config.NumberColumn("#", format="%d", width="small"),
+    "mailing": st.column_config.TextColumn("mailing", help="The document it sends."),
+    "target": st.column_config.TextColumn("sent to"),
+    "when": st.column_config.TextColumn("started (or due)"),
+    "failed": st.column_config.NumberColumn("failed", format="localized",
+                                            help="Failed, undelivered or expired."),
+}
+
+
+def details_picker(frame: pd.DataFrame) -> int | None:
+    """The mailing whose details are shown: the one just sent, else the newest whenever a
+    new mailing appeared since the last run, else the one picked.
+
+    The labels leave out the state on purpose: the browser sends a select box's choice back
+    as its label, and a label that changed (scheduled → sending) would lose the choice.
+    """
+    rows = frame.set_index("id", drop=False)
+    labels = {int(i): f"#{int(i)} · {mailing_name(r)} → {sent_to(r)}"
+              for i, r in rows.to_dict("index").items()}  # fmt: skip
+    newest = max(labels)
+    pick = SS.pop(PICK, None)
+    if pick in labels:
+        SS[DETAILS] = pick
+    elif SS.get(NEWEST) != newest or SS.get(DETAILS) not in labels:
+        SS[DETAILS] = newest
+    SS[NEWEST] = newest
+    return st.selectbox("Mailing", list(labels), key=DETAILS, format_func=labels.get)
 
 
 def edit_scheduled(row: dict[str, Any]) -> None:
@@ -406,12 +518,13 @@ def edit_scheduled(row: dict[str, Any]) -> None:
             st.error(str(exc))
 
 
-def show_details(mailing_id: int) -> None:
+def show_details(row: dict[str, Any]) -> None:
+    mailing_id = int(row["id"])
     mailing = app.get_mailing(mailing_id)
     state = mailing["state"]
     st.markdown(
-        f"**#{mailing_id}** · {state} · {mailing_name(mailing)} → "
-        f"{target_label(mailing_target(mailing))} · scheduled {local(mailing['scheduled_at'])}"
+        f"**#{mailing_id}** · {state} · {mailing_name(mailing)} → {sent_to(mailing)} · "
+        f"scheduled {local(mailing['scheduled_at'])}"
         + (f" · started {local(mailing['started_at'])}" if mailing.get("started_at") else "")
         + (f" · finished {local(mailing['finished_at'])}" if mailing.get("finished_at") else "")
     )
@@ -429,15 +542,22 @@ def show_details(mailing_id: int) -> None:
         return
     reconciliation = mailing.get("reconciliation") or {}
     if reconciliation.get("steps"):
-        steps = pd.DataFrame(list(reconciliation["steps"].items()), columns=["step", "contacts"])
+        steps = reconciliation["steps"]
+        table = pd.DataFrame({"step": [STEP_LABELS.get(k, k.replace("_", " ")) for k in steps],
+                              "contacts": list(steps.values())})  # fmt: skip
         with st.expander("Reconciliation when it started"):
-            st.dataframe(steps, hide_index=True)
+            st.dataframe(table, hide_index=True,
+                         column_config=table_columns(counts=["contacts"]))
     if state in ("sending", "finished"):
         p = app.mailing_progress(mailing_id)
         statuses = ("queued", "submitted", "delivered", "undelivered", "failed", "expired",
                     "unknown", "skipped")
-        st.dataframe(pd.DataFrame({"status": statuses, "recipients": [p[s] for s in statuses]}),
-                     hide_index=True)  # fmt: skip
+        shown = pd.DataFrame({"status": statuses, "recipients": [p[s] for s in statuses]})
+        shown["status"] = shown["status"].replace({"submitted": "submitted, awaiting report"})
+        st.dataframe(shown, hide_index=True, column_config=table_columns(counts=["recipients"]))
+        st.caption(f"{fmt_int(p['total'])} recipients · {fmt_int(p['segments'])} segments "
+                   f"({fmt_int(p['parts_submitted'])} accepted) · at most "
+                   f"{row['split_max_parts']} parts per message.")
         if p["skipped"]:
             st.markdown(f"**Skipped recipients** ({fmt_int(p['skipped'])}): not sent, never "
                         "cut short")
@@ -457,24 +577,19 @@ def mailings_list() -> None:
     if ticker and ticker["errors"]:
         st.warning("The scheduler reported: " + " · ".join(ticker["errors"][-3:]))
     frame = app.list_mailings()
-    SS["mail_sending_ids"] = tuple(sorted(
-        int(i) for i in frame.loc[frame["state"] == "sending", "id"]))
+    SS[WATCH] = watched(frame)
     st.subheader("Sending")
     live_progress()
     if frame.empty:
         st.info("No mailings yet: start one on the **New mailing** tab.")
         return
     st.subheader("All mailings")
-    shown = frame.copy()
-    for col in ("scheduled_at", "started_at", "finished_at"):
-        shown[col] = [local(v, "%Y-%m-%d %H:%M") for v in shown[col]]
-    shown["target"] = [target_label(mailing_target(r)) for r in frame.to_dict("records")]
-    st.dataframe(shown[["id", "kind", "state", "document", "target", "recipients",
-                        "submitted", "delivered", "failed", "unknown", "skipped", "segments",
-                        "scheduled_at", "started_at", "finished_at"]],
-                 hide_index=True)  # fmt: skip
+    st.dataframe(list_table(frame), hide_index=True, width="stretch", placeholder="–",
+                 column_config={**table_columns(counts=["recipients", "delivered"]),
+                                **LIST_COLUMNS})  # fmt: skip
     st.caption(f"Times in {zone}. Counts as of {local(app.clock(), '%H:%M:%S')}; the "
-               "progress of sending mailings above refreshes by itself.")
+               "sending mailings above refresh by themselves. Every count and the results "
+               "of one mailing are under **Details and results**.")
     scheduled = frame[frame["state"] == "scheduled"].sort_values("scheduled_at")
     st.subheader("Edit scheduled mailing")
     if scheduled.empty:
@@ -484,12 +599,10 @@ def mailings_list() -> None:
                          f"{target_label(mailing_target(row))} · {local(row['scheduled_at'])}"):
             edit_scheduled(row)
     st.subheader("Details and results")
-    states = dict(zip(frame["id"].astype(int), frame["state"].astype(str), strict=True))
-    chosen = st.selectbox("Mailing", list(states), key="mail_details",
-                          format_func=lambda i: f"#{i} ({states[i]})")
+    chosen = details_picker(frame)
     if chosen is not None:
         with friendly_errors():
-            show_details(int(chosen))
+            show_details(frame.set_index("id", drop=False).loc[int(chosen)].to_dict())
 
 
 # -- the page -----------------------------------------------------------------------------------

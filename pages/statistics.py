@@ -2,7 +2,8 @@
 
 Every figure comes from one `Studio` method (core/stats.py) that aggregates in DuckDB; this
 page only lays out and plots those aggregates. A mailing that is still sending (or still
-receiving delivery reports) refreshes itself every few seconds.
+receiving delivery reports) refreshes itself every few seconds. Times are stored in UTC and
+shown in the user's time zone, like on the Mailings page.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from ui.common import fmt_int, friendly_errors, studio
+from ui.common import fmt_int, friendly_errors, studio, table_columns, user_time_zone
 
 LIVE_REFRESH_SECONDS = 5
 STATUS_COLOURS = {
@@ -25,7 +26,23 @@ STATUS_COLOURS = {
 }  # fmt: skip
 STATUS_LABELS = {"submitted": "awaiting report"}
 PCT = st.column_config.NumberColumn(format="percent")
-MONEY = st.column_config.NumberColumn(format="%.2f")
+MONEY = st.column_config.NumberColumn(format="%,.2f")
+COUNT_AXIS = ","  # plotly (d3-format): thousands separators like fmt_int, 0.5 stays 0.5
+
+
+def local_times(values: pd.Series) -> pd.Series:
+    """Stored (naive UTC) times as naive times in the user's zone, for tables and charts
+    (which would otherwise show them as UTC)."""
+    times = pd.to_datetime(values)
+    if times.dt.tz is None:
+        times = times.dt.tz_localize("UTC")
+    return times.dt.tz_convert(user_time_zone()).dt.tz_localize(None)
+
+
+def local_time(value: Any, fmt: str = "%Y-%m-%d %H:%M:%S") -> str:
+    if value is None or pd.isna(value):
+        return "–"
+    return f"{local_times(pd.Series([pd.Timestamp(value)])).iloc[0]:{fmt}}"
 
 
 def rate(value: float | None, digits: int = 1) -> str:
@@ -59,9 +76,20 @@ def chart(fig: go.Figure, key: str) -> None:
 # -- one mailing ----------------------------------------------------------------------------
 def pick_mailing(choices: pd.DataFrame) -> int:
     """The mailing to show: the `mailing` query parameter (a link from the Mailings page),
-    else the last one picked, else the newest."""
+    else the last one picked, else the newest.
+
+    The labels name the mailing and when it was created, in the user's zone, and nothing
+    that changes while it sends (state, start time): the browser sends the choice back as
+    its label, so a label that changed between two runs would lose the choice. The state
+    and times are on the line below the picker.
+    """
     ids = [int(i) for i in choices["id"]]
-    labels = dict(zip(ids, choices["label"], strict=True))
+    when = local_times(choices["created_at"]).dt.strftime("%Y-%m-%d %H:%M").fillna("")
+    what = choices["document"].fillna(choices["selection"]).fillna(choices["database"])
+    test = choices["kind"].map({"test": " (test)"}).fillna("")
+    label = ("#" + choices["id"].astype(str) + " · " + what.fillna("").astype(str) + test
+             + " · " + when)  # fmt: skip
+    labels = dict(zip(ids, label, strict=True))
     wanted = st.query_params.get("mailing")
     if wanted != st.session_state.get("stats_linked"):  # a new link: follow it once
         st.session_state["stats_linked"] = wanted
@@ -102,7 +130,7 @@ def show_funnel(funnel: dict) -> None:
     stages = funnel["stages"]
     with left:
         fig = go.Figure(go.Funnel(y=stages["stage"], x=stages["count"],
-                                  textinfo="value+percent initial"))  # fmt: skip
+                                  texttemplate="%{value:,d}<br>%{percentInitial:.0%}"))
         fig.update_layout(title="Selection → recipients → submitted → delivered", height=320)
         chart(fig, "funnel")
     with right:
@@ -111,9 +139,10 @@ def show_funnel(funnel: dict) -> None:
         else:
             st.markdown(f"**Left out at launch** (of {fmt_int(funnel['selection'])} in the "
                         "selection)")  # fmt: skip
-            st.dataframe(funnel["left_out"], hide_index=True, width="stretch",
-                         column_config={"pct": st.column_config.NumberColumn(
-                             "% of selection", format="%.1f")})  # fmt: skip
+            st.dataframe(funnel["left_out"], hide_index=True, width="stretch", placeholder="–",
+                         column_config={**table_columns(counts=["contacts"]),
+                                        "pct": st.column_config.NumberColumn(
+                                            "% of selection", format="%.1f")})  # fmt: skip
     outcomes = funnel["outcomes"]
     outcomes = outcomes[outcomes["messages"] > 0].assign(
         label=lambda f: f["status"].map(lambda s: STATUS_LABELS.get(s, s)))
@@ -121,7 +150,8 @@ def show_funnel(funnel: dict) -> None:
         fig = px.bar(outcomes, x="messages", y="label", color="status", orientation="h",
                      color_discrete_map=STATUS_COLOURS, text=outcomes["pct"].map(
                          lambda p: f"{p:.1f}%"), title="Every recipient's outcome")
-        fig.update_layout(showlegend=False, height=60 + 40 * len(outcomes), yaxis_title=None)
+        fig.update_layout(showlegend=False, height=60 + 40 * len(outcomes), yaxis_title=None,
+                          xaxis_tickformat=COUNT_AXIS)
         chart(fig, "outcomes")
     parts = funnel["parts"]
     if parts["multipart"]:
@@ -142,6 +172,7 @@ def show_timing(app: Any, mailing_id: int) -> None:
         if timeline.empty:
             st.caption("Nothing was submitted yet.")
         else:
+            timeline = timeline.assign(at=local_times(timeline["at"]))
             long = timeline.melt(id_vars=["at"], value_vars=["submitted_total",
                                  "delivered_total", "failed_total"], var_name="what",
                                  value_name="messages")  # fmt: skip
@@ -150,8 +181,8 @@ def show_timing(app: Any, mailing_id: int) -> None:
                           color_discrete_map={"submitted": STATUS_COLOURS["submitted"],
                                               "delivered": STATUS_COLOURS["delivered"],
                                               "failed": STATUS_COLOURS["failed"]},
-                          title="Deliveries since the start (running totals, UTC)")  # fmt: skip
-            fig.update_layout(legend_title=None, xaxis_title=None)
+                          title="Deliveries since the start (running totals)")  # fmt: skip
+            fig.update_layout(legend_title=None, xaxis_title=None, yaxis_tickformat=COUNT_AXIS)
             chart(fig, "timeline")
     with right:
         cols = st.columns(3)
@@ -163,7 +194,7 @@ def show_timing(app: Any, mailing_id: int) -> None:
             last = int(hist.index[hist["messages"] > 0].max()) + 1
             fig = px.bar(hist.iloc[:last], x="bin", y="messages",
                          title="Submission → delivery report")  # fmt: skip
-            fig.update_layout(xaxis_title=None)
+            fig.update_layout(xaxis_title=None, yaxis_tickformat=COUNT_AXIS)
             chart(fig, "latency")
             st.caption(f"{fmt_int(latency['count'])} messages with a report; per message from "
                        "its last part's acceptance to its last report.")
@@ -188,9 +219,9 @@ def show_failures(app: Any, mailing_id: int, funnel: dict) -> None:
                       xaxis={"tickformat": ".0%", "title": None},
                       height=120 + 28 * len(top))  # fmt: skip
     chart(fig, f"failures_{by}")
-    config = {"share": PCT, "failure_rate": st.column_config.NumberColumn(
-        "failure rate", format="percent")}
-    st.dataframe(shown, hide_index=True, width="stretch", column_config=config)
+    config = {**table_columns(counts=["failures", "recipients"]), "share": PCT,
+              "failure_rate": st.column_config.NumberColumn("failure rate", format="percent")}
+    st.dataframe(shown, hide_index=True, width="stretch", placeholder="–", column_config=config)
     if by == "operator":
         st.caption("The operator the number range was allocated to (phonenumbers' carrier "
                    "data); ported numbers count under their original operator.")
@@ -215,12 +246,14 @@ def show_cost(app: Any, mailing_id: int, cost: dict) -> None:
         long["what"] = long["what"].map({"estimated_cost": "estimated", "cost": "actual"})
         fig = px.bar(long, x="country", y=currency, color="what", barmode="group",
                      title="Estimated against actual cost per country")
-        fig.update_layout(legend_title=None, xaxis_title=None)
+        fig.update_layout(legend_title=None, xaxis_title=None, yaxis_tickformat=",.2f")
         chart(fig, "cost")
         with st.expander("Per country"):
-            st.dataframe(frame, hide_index=True, width="stretch",
-                         column_config={"estimated_cost": MONEY, "cost": MONEY,
-                                        "cost_diff": MONEY})  # fmt: skip
+            counts = ["estimated_recipients", "estimated_segments", "recipients", "segments",
+                      "segments_diff"]  # fmt: skip
+            st.dataframe(frame, hide_index=True, width="stretch", placeholder="–",
+                         column_config={**table_columns(counts=counts), "estimated_cost": MONEY,
+                                        "cost": MONEY, "cost_diff": MONEY})  # fmt: skip
 
 
 def show_replies(replies: dict) -> None:
@@ -232,14 +265,16 @@ def show_replies(replies: dict) -> None:
     cols[3].metric("START replies", fmt_int(replies["start_messages"]))
     if len(replies["texts"]):
         with st.expander("Most frequent replies"):
-            st.dataframe(replies["texts"], hide_index=True, width="stretch")
+            st.dataframe(replies["texts"], hide_index=True, width="stretch", placeholder="–",
+                         column_config=table_columns(counts=["replies"]))
 
 
 def show_export(app: Any, mailing_id: int) -> None:
     st.subheader("Export")
     st.caption("Per recipient: number, contact key, parts, encoding, status, parts delivered, "
-               "reason, submitted and done times (UTC). In CSV, cells starting with = + - @ "
-               "are quoted so spreadsheets never run them as formulas.")
+               "reason, submitted and done times (in the files in UTC, whatever the zone shown "
+               "here). In CSV, cells starting with = + - @ are quoted so spreadsheets never "
+               "run them as formulas.")
     cols = st.columns(2)
     cols[0].download_button(
         "Download results (CSV)", lambda: app.export_results(mailing_id, "csv"),
@@ -267,9 +302,9 @@ def mailing_section(mailing_id: int, live: bool) -> None:
         state = funnel["state"]
         note = f"State: **{state}**"
         if funnel["started_at"] is not None:
-            note += f" · started {funnel['started_at']:%Y-%m-%d %H:%M:%S} UTC"
+            note += f" · started {local_time(funnel['started_at'])}"
         if funnel["finished_at"] is not None:
-            note += f" · finished {funnel['finished_at']:%Y-%m-%d %H:%M:%S} UTC"
+            note += f" · finished {local_time(funnel['finished_at'])}"
         if live:
             note += f" · live: refreshing every {LIVE_REFRESH_SECONDS} s"
         st.markdown(note)
@@ -293,16 +328,30 @@ def mailing_view() -> None:
                 "here.")
         return
     mailing_id = pick_mailing(choices)
+    st.caption(f"Times in {user_time_zone()}.")
     live = app.mailing_live(mailing_id)
     run_every = LIVE_REFRESH_SECONDS if live else None
     st.fragment(mailing_section, run_every=run_every)(mailing_id, live)
 
 
 # -- all mailings ---------------------------------------------------------------------------
-OVERVIEW_COLUMNS = ["mailing_id", "started_at", "document", "selection", "database", "state",
-                    "recipients", "submitted", "delivered", "delivery_rate", "failed",
-                    "unknown", "pending", "stops", "opt_out_rate", "segments", "cost",
-                    "cost_per_delivered", "kind", "finished_at"]  # fmt: skip
+# The columns that fit the page; every figure of one mailing is in the Mailing view.
+OVERVIEW_COLUMNS = ["mailing_id", "started_at", "document", "selection", "state", "recipients",
+                    "delivered", "delivery_rate", "failed", "stops", "opt_out_rate", "segments",
+                    "cost", "cost_per_delivered"]  # fmt: skip
+OVERVIEW_CONFIG = {
+    **table_columns(counts=["recipients", "delivered", "failed", "stops", "segments"]),
+    "mailing_id": st.column_config.NumberColumn("#", format="%d", width="small"),
+    "started_at": st.column_config.DatetimeColumn("started", format="YYYY-MM-DD HH:mm"),
+    "delivery_rate": st.column_config.NumberColumn("delivery rate", format="percent"),
+    "stops": st.column_config.NumberColumn("STOP", format="localized",
+                                           help="Numbers that opted out by this mailing."),
+    "opt_out_rate": st.column_config.NumberColumn("opt-out rate", format="percent"),
+    "segments": st.column_config.NumberColumn("segments", format="localized",
+                                              help="Segments the provider accepted."),
+    "cost": MONEY,
+    "cost_per_delivered": st.column_config.NumberColumn("per delivered", format="%,.4f"),
+}
 PERIOD_FORMATS = {"hour": "%Y-%m-%d %H:00", "day": "%Y-%m-%d", "week": "week of %Y-%m-%d",
                   "month": "%Y-%m"}  # fmt: skip
 
@@ -334,12 +383,12 @@ def overall_view() -> None:
                               height=280, xaxis_type="category")  # fmt: skip
             with col:
                 chart(fig, f"overview_{metric}")
-        st.dataframe(
-            overview, hide_index=True, width="stretch", column_order=OVERVIEW_COLUMNS,
-            column_config={"delivery_rate": PCT, "opt_out_rate": PCT, "cost": MONEY,
-                           "cost_per_delivered": st.column_config.NumberColumn(
-                               format="%.4f")},
-        )  # fmt: skip
+        shown = overview.assign(started_at=local_times(overview["started_at"]),
+                                finished_at=local_times(overview["finished_at"]))
+        st.dataframe(shown, hide_index=True, width="stretch", placeholder="–",
+                     column_order=OVERVIEW_COLUMNS, column_config=OVERVIEW_CONFIG)
+        st.caption(f"Times in {user_time_zone()}; the periods below are UTC days, weeks and "
+                   "months. Test sends are left out unless switched on above.")
 
     st.subheader("Trends")
     period = st.radio("Per", ["day", "week", "month"], index=1, horizontal=True,
@@ -360,7 +409,7 @@ def overall_view() -> None:
             fig = px.bar(trends, x="period", y=["delivered", "failed"],
                          title=f"Messages per {period}")  # fmt: skip
             fig.update_layout(yaxis_title=None, xaxis_title=None, legend_title=None,
-                              xaxis_type="category")  # fmt: skip
+                              xaxis_type="category", yaxis_tickformat=COUNT_AXIS)
             chart(fig, "trend_volume")
 
     st.subheader("Suppression list")
@@ -376,7 +425,9 @@ def overall_view() -> None:
                         mode="lines+markers")  # fmt: skip
         fig.update_layout(title=f"Growth per {period} (STOP replies included in added)",
                           barmode="relative", xaxis_type="category",
-                          yaxis2={"overlaying": "y", "side": "right", "rangemode": "tozero"})
+                          yaxis_tickformat=COUNT_AXIS,
+                          yaxis2={"overlaying": "y", "side": "right", "rangemode": "tozero",
+                                  "tickformat": COUNT_AXIS})
         chart(fig, "suppressions")
 
     st.subheader("Phone quality of the contact databases")
@@ -390,8 +441,10 @@ def overall_view() -> None:
                          barmode="group", title="Share of valid mobile numbers per country")
             fig.update_layout(yaxis_tickformat=".0%", yaxis_title=None, xaxis_title=None)
             chart(fig, "phone_quality")
-        st.dataframe(quality, hide_index=True, width="stretch",
-                     column_config={"share_valid_mobile": PCT})  # fmt: skip
+        counts = ["contacts", "valid_mobile", "not_mobile", "invalid", "missing"]
+        st.dataframe(quality, hide_index=True, width="stretch", placeholder="–",
+                     column_config={**table_columns(counts=counts),
+                                    "share_valid_mobile": PCT})  # fmt: skip
         st.caption("'(all)' is the whole database; numbers that could not be read have no "
                    "country and count under 'unknown'.")
 

@@ -335,7 +335,8 @@ def type_text(page: Any, field: Any, text: str, *, commit: bool = True) -> None:
     wait_idle(page)
 
 
-def click_button(page: Any, scope: Any, name: str, *, timeout: float = 30.0) -> None:
+def click_button(page: Any, scope: Any, name: str | re.Pattern[str], *,
+                 timeout: float = 30.0) -> None:
     """Click the visible button named `name` and wait for the rerun it starts."""
     scope.get_by_role("button", name=name).filter(visible=True).first.click()
     wait_idle(page, timeout=timeout)
@@ -382,6 +383,8 @@ SHORT = ("Hi {{ first_name }}, our spring sale starts today in {{ city }}: 20% o
 LONG = SHORT + (" Open Monday to Saturday 9:00-18:00 and Sunday 12:00-17:00; show this "
                 "message at the till.")
 EMOJI = LONG + " 🌷"
+# The test-send button, named after the default destination (its older name: test contact).
+TEST_SEND = re.compile(r"^Send a test to the (default destination|test contact)$")
 
 Shot = Callable[[str], None]  # called with a name whenever the page is worth a screenshot
 
@@ -520,7 +523,7 @@ def write_document(page: Any, shot: Shot) -> int:
     shot("documents-preview")
 
     open_tab(page, "Send")
-    click_button(page, main, "Send a test to the test contact")
+    click_button(page, main, TEST_SEND)
     done = main.get_by_text(re.compile(r"Test message handed to the dispatcher as mailing #\d+"))
     done.wait_for()
     found = re.search(r"#(\d+)", done.inner_text())
@@ -583,7 +586,7 @@ def watch_progress(page: Any, mailing_id: int, shot: Shot) -> list[tuple[int, in
 
     poll(finished, timeout=90, interval=0.3, what=f"mailing #{mailing_id} to finish")
     wait_idle(page)
-    choose(page, main, "Mailing", f"#{mailing_id} (finished)")
+    choose(page, main, "Mailing", f"#{mailing_id} · {DOCUMENT} → Selection {MINI}")
     main.get_by_text(re.compile(rf"^#{mailing_id} · finished")).wait_for()
     shot("mailings-finished")
     return seen

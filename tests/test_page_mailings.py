@@ -3,6 +3,7 @@ steps of the wizard, scheduling, the second confirmation, edit and cancel, live 
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import pricing
+from core import ledger, pricing
+from core.dispatcher import EventBatch
 from core.scheduler import Scheduler
 from core.studio import Studio, utc_now
 
@@ -102,7 +104,7 @@ def test_the_wizard_goes_through_four_steps_and_lists_the_mailing(page_db: Path)
     at.selectbox(key="wiz_document").set_value("promo")
     run(at)
     targets = at.selectbox(key="wiz_target").options
-    assert "Selection everyone" in targets and "Whole database shop" in targets
+    assert "Selection everyone" in targets and "Whole contact database shop" in targets
     assert not any("hidden" in t for t in targets)  # not switched on for SMS
     assert "3 recipients" in texts(at)
     click(at, "wiz_next2")
@@ -117,6 +119,7 @@ def test_the_wizard_goes_through_four_steps_and_lists_the_mailing(page_db: Path)
     assert metrics["In UCS-2"] == "33.3%"
     assert "alphanumeric" not in texts(at)
 
+    assert at.button(key="wiz_test").label == "Send a test to the default destination"
     click(at, "wiz_test")
     assert "Test message handed to the dispatcher" in texts(at)
 
@@ -124,14 +127,30 @@ def test_the_wizard_goes_through_four_steps_and_lists_the_mailing(page_db: Path)
     click(at, "wiz_confirm")
     assert "starts now" in texts(at)
     listed = at.dataframe[0].value
-    bulk = listed[listed["kind"] == "bulk"]
+    assert list(listed.columns) == ["id", "mailing", "target", "state", "when", "recipients",
+                                    "delivered", "failed"]  # fits the page
+    bulk = listed[listed["mailing"] == "promo"]
     assert bulk["state"].tolist() == ["scheduled"]
     assert bulk["target"].tolist() == ["Selection everyone"]
+    assert bulk["recipients"].isna().all()  # counted when it starts: not a misleading 0
+    assert at.dataframe[0].proto.placeholder == "–"
+    test = listed[listed["mailing"] == "test from Shop"]
+    assert test["target"].tolist() == ["the default destination of shop"]
+    bulk_id = int(bulk["id"].iloc[0])
+    assert bulk_id > int(test["id"].iloc[0])
     with studio_for(page_db) as app:
-        mailing = app.get_mailing(int(bulk["id"].iloc[0]))
+        mailing = app.get_mailing(bulk_id)
         assert mailing["estimate"]["recipients"] == 3
         assert mailing["scheduled_at"] <= utc_now()
     assert at.session_state["wiz_step"] == 1  # the wizard starts afresh
+    # The details show the mailing just sent, not the test send picked before it.
+    picker = at.selectbox(key="mail_details")
+    assert picker.value == bulk_id
+    assert f"#{bulk_id} · promo → Selection everyone" in picker.options  # no state: it changes
+    # Due but not started yet: the live section watches it until it has started and ended.
+    assert f"#{bulk_id}" in texts(at) and "Due since" in texts(at)
+    assert "Nothing is sending right now." not in texts(at)
+    assert (bulk_id, "scheduled") in at.session_state["mail_watch"]
 
 
 def test_scheduling_at_a_time_in_the_users_zone(page_db: Path) -> None:
@@ -246,3 +265,92 @@ def test_a_mailing_that_started_late_says_by_how_much(page_db: Path) -> None:
     at.selectbox(key="mail_details").set_value(mailing_id)
     run(at)
     assert any("Started late, by 2 h 0 min" in w.value for w in at.warning)
+
+
+def test_a_due_mailing_is_watched_until_it_has_started_and_finished(page_db: Path) -> None:
+    with studio_for(page_db) as app:
+        later = app.create_mailing(sender="Shop", body="Later", selection="everyone",
+                                   at=utc_now() + timedelta(days=3), accept_rules=True)
+        due = app.create_mailing(sender="Shop", body="Hello", selection="everyone",
+                                 accept_rules=True)  # due now: the scheduler starts it
+    at = start()
+    assert at.session_state["mail_watch"] == ((due, "scheduled"),)  # not the later one
+    assert "Due since" in texts(at) and "Nothing is sending right now." not in texts(at)
+    with studio_for(page_db) as app:
+        app.launch_mailing(due)  # started; no dispatcher runs here, so it stays sending
+    run(at)
+    assert at.session_state["mail_watch"] == ((due, "sending"),)
+    assert any("0 of 3 handled" in str(b.proto.text) for b in at.get("progress"))
+    with studio_for(page_db) as app:  # every recipient skipped: finished as soon as started
+        small = app.create_mailing(sender="Shop", body="x" * 200, selection="everyone",
+                                   split_max_parts=1, accept_rules=True)
+        app.launch_mailing(small)
+        assert app.get_mailing(small)["state"] == "finished"
+    run(at)
+    assert (small, "finished") not in at.session_state["mail_watch"]
+    listed = at.dataframe[0].value.set_index("id")
+    assert listed.loc[small, "state"] == "finished" and listed.loc[later, "state"] == "scheduled"
+
+
+def test_the_list_fits_the_page_and_formats_counts(page_db: Path) -> None:
+    with studio_for(page_db) as app:
+        app.launch_mailing(app.create_mailing(sender="Shop", body="Hello", database="shop",
+                                              accept_rules=True))  # fmt: skip
+    at = start()
+    table = at.dataframe[0]
+    listed = table.value
+    assert len(listed.columns) <= 8
+    assert listed["target"].tolist() == ["Whole contact database shop"]
+    assert listed["recipients"].tolist() == [3]
+    config = json.loads(table.proto.columns)
+    for col in ("recipients", "delivered", "failed"):
+        assert config[col]["type_config"]["format"] == "localized", col
+    assert "Times in Europe/Amsterdam" in texts(at)
+
+
+def test_details_follow_a_new_mailing_and_keep_a_choice_otherwise(page_db: Path) -> None:
+    def schedule(body: str) -> int:
+        with studio_for(page_db) as app:
+            return app.create_mailing(sender="Shop", body=body, selection="everyone",
+                                      at=utc_now() + timedelta(days=3), accept_rules=True)
+
+    first = schedule("First")
+    at = start()
+    assert at.selectbox(key="mail_details").value == first
+    second = schedule("Second")
+    run(at)
+    assert at.selectbox(key="mail_details").value == second  # a new mailing: shown
+    at.selectbox(key="mail_details").set_value(first)
+    run(at)
+    run(at)
+    assert at.selectbox(key="mail_details").value == first  # nothing new: the choice stays
+
+
+def test_the_send_rate_of_a_young_mailing_is_measured_since_its_start(tmp_path: Path) -> None:
+    """Parts sent in the first 2 s are a pace of parts / 2 s, not parts / the 10 s window."""
+    now = [datetime(2030, 5, 1, 12, 0, 0)]
+    csv = tmp_path / "contacts.csv"
+    csv.write_text(CSV, encoding="utf-8")
+    with Studio(tmp_path / "rate.duckdb", clock=lambda: now[0]) as app:
+        app.import_contacts(csv, database="shop", key_field="customer_id",
+                            consent_field="consent", consent_yes=["yes"], region="NL")
+        mailing_id = app.create_mailing(sender="Shop", body="Hello", database="shop",
+                                        accept_rules=True)  # fmt: skip
+        app.launch_mailing(mailing_id)  # started at 12:00:00, 3 messages of one part
+        assert app.mailing_progress(mailing_id)["eta_seconds"] is None  # no pace yet
+        first, second = (int(i) for i, in app.storage.rows(
+            "SELECT id FROM messages WHERE mailing_id = ? ORDER BY id LIMIT 2", [mailing_id]))
+        sent = now[0] + timedelta(seconds=1)
+        batch = EventBatch()
+        for message_id in (first, second):
+            batch.add(message_id, mailing_id, 0, "submitted", f"p{message_id}", None, sent)
+        ledger.record_events(app.storage, batch)
+
+        now[0] += timedelta(seconds=2)
+        progress = app.mailing_progress(mailing_id)
+        assert progress["rate_segments_per_s"] == pytest.approx(1.0)  # 2 parts in 2 s
+        assert progress["eta_seconds"] == pytest.approx(1.0)  # 1 part left at 1 part/s
+
+        now[0] += timedelta(seconds=58)  # nothing sent in the last 10 s: no pace, no ETA
+        progress = app.mailing_progress(mailing_id)
+        assert progress["rate_segments_per_s"] == 0 and progress["eta_seconds"] is None

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+from datetime import timedelta
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -155,3 +158,34 @@ def test_no_mailings_yet(tmp_path: Path, monkeypatch):
     assert any("No mailings yet" in i.value for i in at.info)
     at.radio(key="stats_view").set_value("Overall").run()
     assert not at.exception
+
+
+def test_times_are_in_the_users_zone_and_counts_have_separators(sent):
+    studio, mailing = sent
+    studio.set_setting("time_zone", "Asia/Kathmandu")  # UTC+05:45: no zone shares it by chance
+    funnel = studio.mailing_funnel(mailing)
+    local = funnel["started_at"] + timedelta(hours=5, minutes=45)
+    at = page()
+    at.run()
+    assert not at.exception, at.exception
+    state = next(m.value for m in at.markdown if m.value.startswith("State: "))
+    assert f"started {local:%Y-%m-%d %H:%M:%S}" in state and "UTC" not in state
+    created = studio.stats_mailings()["created_at"].iloc[0] + timedelta(hours=5, minutes=45)
+    assert at.selectbox(key="stats_mailing").options[0] == \
+        f"#{mailing} · demo · {created:%Y-%m-%d %H:%M}"  # no state: it changes while sending
+    assert "Times in Asia/Kathmandu." in [c.value for c in at.caption]
+    formats = {}
+    for table in at.dataframe:
+        for col, config in json.loads(table.proto.columns or "{}").items():
+            formats[col] = config.get("type_config", {}).get("format")
+    assert formats["contacts"] == "localized"  # left out at launch
+    assert formats["failures"] == "localized"
+    at.radio(key="stats_view").set_value("Overall").run()
+    assert not at.exception, at.exception
+    overview = at.dataframe[0]
+    config = json.loads(overview.proto.columns)
+    for col in ("recipients", "delivered", "failed", "segments"):
+        assert config[col]["type_config"]["format"] == "localized", col
+    assert overview.value["started_at"].iloc[0] == pd.Timestamp(local)
+    assert len(overview.proto.column_order) <= 14
+    assert any("Times in Asia/Kathmandu" in c.value for c in at.caption)

@@ -347,6 +347,14 @@ class SmppGateway:
         except (OSError, ValueError) as exc:
             raise _Dropped(f"write failed: {exc}") from None
 
+    def _handle_all(self, pdus: list[bytes]) -> None:
+        """Act on PDUs read together; wake a waiting receive() once if events were held."""
+        held = len(self._unacked)
+        for raw in pdus:
+            self._handle_incoming(raw)
+        if len(self._unacked) != held:
+            self._cond.notify_all()
+
     def _handle_incoming(self, raw: bytes) -> None:
         """Act on one PDU from the SMSC, whichever thread read it."""
         _, command_id, status, seq = smpp_wire.header(raw)
@@ -354,7 +362,6 @@ class SmppGateway:
             self._on_response(command_id, status, seq, raw)
         elif command_id in (smpp_wire.DELIVER_SM, smpp_wire.DATA_SM):
             self._on_deliver(raw, command_id, seq)
-            self._cond.notify_all()
         elif command_id == smpp_wire.ENQUIRE_LINK:
             self._send(smpp_wire.response(smpp_wire.ENQUIRE_LINK_RESP, 0, seq))
         elif command_id == smpp_wire.ENQUIRE_LINK_RESP:
@@ -371,7 +378,7 @@ class SmppGateway:
     def _on_deliver(self, raw: bytes, command_id: int, seq: int) -> None:
         is_data_sm = command_id == smpp_wire.DATA_SM
         try:
-            event = self._event(smpp_wire.parse_deliver(raw, self._client))
+            event = self._event(smpp_wire.parse_deliver(raw))
         except Exception as exc:  # unreadable: acknowledge, or the SMSC resends it forever
             log.warning("unreadable deliver_sm acknowledged and skipped: %s", exc)
             event = None
@@ -471,8 +478,7 @@ class SmppGateway:
                         break
                     wait = 0.05 if call.inflight else min(self._token_wait(), 0.05)
                     pdus, why = self._read(wait)
-                    for raw in pdus:
-                        self._handle_incoming(raw)
+                    self._handle_all(pdus)
                     if why:
                         raise _Dropped(why)
                     silent = self._clock() - max(self._last_rx, call.opened)
@@ -488,32 +494,71 @@ class SmppGateway:
             self._finish(call, "throttled", call.halted)
 
     def _fill(self, call: _Call) -> None:
-        """Send parts while the window and the rate allow. Raises _Dropped."""
-        while call.todo and call.halted is None and len(self._waiting) < self.window:
+        """Send parts while the window and the rate allow, in one write. Raises _Dropped.
+
+        One write per round, not one per PDU: on loopback a send costs about as much as
+        building the PDU. If the write fails part-way, the PDUs written completely count as
+        in flight (their answer is `unknown`), the others go back to be sent later.
+        """
+        room = self.window - len(self._waiting)
+        out: list[tuple[_Msg, int, int, bytes]] = []  # (message, part, sequence, PDU)
+        while call.todo and call.halted is None and len(out) < room:
             if not self._take_token():
-                return
+                break
             st = call.todo.popleft()
             p = st.queue.popleft()
-            mid = st.msg.message_id
             try:
                 pdu, seq = self._encode(st.msg, p)
             except _Refused as exc:
                 self._tokens += 1
+                mid = st.msg.message_id
                 call.results.append(PartResult(mid, p, "permanent", error=str(exc)))
                 why = f"not sent: part {p + 1} refused ({exc})"
                 call.results.extend(PartResult(mid, q, "permanent", error=why) for q in st.queue)
                 st.queue.clear()
                 continue
-            try:
-                self._send(pdu)
-            except _Dropped:  # not (completely) written: safe to send again later
+            out.append((st, p, seq, pdu))
+        if not out:
+            return
+        if call.inflight == 0:  # the response timeout runs from the first request
+            call.opened = self._clock()
+        written, failure = self._write([pdu for _, _, _, pdu in out])
+        waiting = self._waiting
+        for st, p, seq, _ in out[:written]:
+            waiting[seq] = (call, st, p)
+        call.inflight += written
+        if failure is not None:
+            for st, p, _, _ in reversed(out[written:]):  # not (completely) written: resendable
                 st.queue.appendleft(p)
                 call.todo.appendleft(st)
-                raise
-            if call.inflight == 0:  # the response timeout runs from the first request
-                call.opened = self._clock()
-            call.inflight += 1
-            self._waiting[seq] = (call, st, p)
+            raise _Dropped(failure)
+
+    def _write(self, pdus: list[bytes]) -> tuple[int, str | None]:
+        """Write PDUs back to back: (how many were handed over completely, why it failed).
+
+        Unlike sendall, counts what went out before a failure, so the caller knows which
+        requests the SMSC may have seen.
+        """
+        sock = self._sock
+        if sock is None:
+            return 0, "not connected"
+        data = pdus[0] if len(pdus) == 1 else b"".join(pdus)
+        sent = 0
+        try:
+            sent = sock.send(data)  # the whole batch, nearly always
+            if sent < len(data):
+                view = memoryview(data)
+                while sent < len(data):
+                    sent += sock.send(view[sent:])
+        except (OSError, ValueError) as exc:
+            complete, end = 0, 0
+            for pdu in pdus:
+                end += len(pdu)
+                if end > sent:
+                    break
+                complete += 1
+            return complete, f"write failed: {exc}"
+        return len(pdus), None
 
     def _on_response(self, command_id: int, status: int, seq: int, raw: bytes) -> None:
         entry = self._waiting.pop(seq, None)
@@ -699,8 +744,7 @@ class SmppGateway:
                 self._keepalive()
                 while True:
                     pdus, why = self._read(wait)
-                    for raw in pdus:
-                        self._handle_incoming(raw)
+                    self._handle_all(pdus)
                     if why:
                         raise _Dropped(why)
                     if not pdus or len(self._unacked) >= 5000:
