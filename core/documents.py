@@ -346,8 +346,8 @@ class DocumentsMixin:
                 contact = self.default_destination(database)
                 if contact is None:
                     raise InvalidInput(
-                        f"Database {database!r} has no default destination (test contact) yet; "
-                        "choose one on the Contacts page, tab 'Opt-in rule & test contact'."
+                        f"Database {database!r} has no default destination yet; "
+                        "choose one on the Contacts page, tab 'Opt-in rule & default destination'."
                     )
         values = {c: contact.get(c) for c in info.user_columns}
         text = templates.prepare(body or "", info.user_columns).render(values)
@@ -586,7 +586,7 @@ def _contact_label(info: DatabaseInfo, contact: dict[str, Any]) -> str:
         parts.append(f"{info.key_field} {contact[info.key_field]}")
     if contact.get("_e164"):
         parts.append(str(contact["_e164"]))
-    return " · ".join(parts) or "test contact"
+    return " · ".join(parts) or "default destination"
 
 
 

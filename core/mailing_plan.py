@@ -99,7 +99,7 @@ class MailingPlan:
     def target_label(self) -> str:
         if self.selection:
             return f"selection {self.selection!r} (database {self.database!r})"
-        return f"the whole database {self.database!r}"
+        return f"the whole contact database {self.database!r}"
 
     def estimate(self) -> dict[str, Any]:
         """The JSON stored in `mailings.estimate` (read back by the Statistics page)."""

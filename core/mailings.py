@@ -347,8 +347,8 @@ class MailingsMixin:
         destination = self.default_destination(database)  # type: ignore[attr-defined]
         if not destination or not destination.get("_e164"):
             raise InvalidInput(
-                f"Database {database!r} has no default destination (test contact) yet; "
-                "choose one on the Contacts page."
+                f"Database {database!r} has no default destination yet; "
+                "choose one on the Contacts or Selections page."
             )
         self._validate_message(sender, body, info)
         fields = dict(destination)

@@ -33,7 +33,7 @@ def show_report(report: dict) -> None:
         f"{fmt_int(report['inserted'])} inserted, {fmt_int(report['updated'])} updated · "
         f"{report['file_format']} · encoding {report['encoding'] or '–'} · "
         f"default country {report['region']} · {report['seconds']:.1f} s. "
-        "Counts are for the whole database after this import."
+        "Counts are for the whole contact database after this import."
     )
     for warning in report.get("warnings", []):
         st.warning(warning)
@@ -227,7 +227,7 @@ with tab_rules:
                 app.set_opt_in_rule(database, None if consent_field == NONE else consent_field,
                                     values)
                 st.success("Opt-in rule saved.")
-        st.subheader("Default destination (test contact)")
+        st.subheader("Default destination")
         current = app.default_destination(database)
         if current:
             who = ", ".join(str(v) for k, v in current.items()

@@ -1,5 +1,6 @@
 """Documents: write a sender and a personalised message, watch its segment meter, preview it
-for test contacts, measure it over a whole selection, and send a test or a bulk mailing."""
+for the default destination, measure it over a whole selection, and send a test or a bulk
+mailing."""
 
 from __future__ import annotations
 
@@ -250,9 +251,9 @@ with tab_preview:
         st.info("Choose a contact database to preview the message.")
     else:
         dest = app.default_destination(database)
-        st.markdown("**Default destination (test contact)**")
+        st.markdown("**Default destination**")
         if dest is None:
-            st.info("This contact database has no default destination (test contact) yet: "
+            st.info("This contact database has no default destination yet: "
                     "choose one on the **Contacts** page "
                     "(tab *Opt-in rule & default destination*) or the **Selections** page.")
         else:
@@ -351,7 +352,7 @@ with tab_all:
 # -- sending ------------------------------------------------------------------------------------
 with tab_send:
     can_test = hasattr(app, "test_send")
-    if st.button("Send a test to the test contact", key="doc_test_send",
+    if st.button("Send a test to the default destination", key="doc_test_send",
                  disabled=not (can_test and database)):
         with friendly_errors():
             mailing_id = app.test_send(sender=sender or "", body=body or "", database=database)

@@ -380,7 +380,8 @@ def _reconciliation(database: str, pick: str) -> None:
     with friendly_errors():
         result = app.audience(**target)
         table = result.table()
-        what = f"selection {pick!r} as saved" if pick != NEW else f"the whole database {database!r}"
+        what = (f"selection {pick!r} as saved" if pick != NEW
+                else f"the whole contact database {database!r}")
         st.caption(f"Audience of {what}, computed at {result.computed_at:%Y-%m-%d %H:%M:%S} UTC. "
                    "Each step counts the contacts it removes; a contact is counted once, at the "
                    "first step that removes it.")
