@@ -12,6 +12,7 @@ output says so.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -133,8 +134,14 @@ def main() -> int:
         print(f"naive (pandas apply of phonenumbers per row): {naive_sample:.2f} s on a "
               f"{sample:,}-row sample of the same data -> {naive_total:.1f} s extrapolated "
               f"to {rows:,} rows (normalisation only, no read or write)")
-        print(f"ratio: whole import is {naive_total / total:.1f}x faster than naive "
-              "normalisation (target >= 8x; target time <= 8 s)")
+        other = total - stages.get(f"Normalising {report.rows:,} mobile numbers", 0.0)
+        naive_import = naive_total + other
+        print(f"naive import (the same read, typing and write, with the naive normalisation): "
+              f"{naive_import:.1f} s")
+        print(f"ratio: whole import is {naive_import / total:.1f}x faster than the naive import, "
+              f"{naive_total / total:.1f}x faster than naive normalisation alone "
+              f"(target >= 8x; target time <= 8 s: {'met' if total <= 8 else 'missed'}); "
+              f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return 0
 
 
