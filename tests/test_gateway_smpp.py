@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import string
+import struct
 import subprocess
 import sys
 import threading
@@ -16,6 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import smpp34
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from smpplib import client as smpp_client
 from smsc import ESME_RINVDSTADR, TestSMSC, free_port
 
 from core.gateways import (
@@ -26,6 +33,7 @@ from core.gateways import (
     OutboundMessage,
     PartResult,
     parse_gateway_url,
+    smpp_wire,
 )
 from core.gateways.config import Secret
 from core.gateways.smpp import SmppGateway
@@ -560,3 +568,238 @@ def test_submit_and_receive_in_two_threads_ack_receipts_while_the_batch_runs(
     early = [t for t, _ in handled if t < done_at[0]]
     assert len(early) > 50  # receipts were stored and acknowledged during the batch
     assert smsc.wait_for(lambda: sum(d["status"] == 0 for d in smsc.deliveries) == 200)
+
+
+# -- the hot path: PDUs read by hand, one write per round, no stall at the end of a batch ---
+
+CLIENT = smpp_client.Client("127.0.0.1", 1, allow_unknown_opt_params=True)  # parser context
+ADDRESS = st.text(alphabet="0123456789+ABCxyz ", max_size=20)
+
+
+def _data_sm(seq: int, source: str, dest: str, esm: int, dc: int, tlvs: bytes) -> bytes:
+    body = (
+        b"\0"  # service_type
+        + bytes((1, 1)) + source.encode() + b"\0"
+        + bytes((0, 0)) + dest.encode() + b"\0"
+        + bytes((esm, 0, dc))  # esm_class, registered_delivery, data_coding
+        + tlvs
+    )  # fmt: skip
+    return struct.pack(">IIII", 16 + len(body), smpp_wire.DATA_SM, 0, seq) + body
+
+
+def _tlv(tag: int, value: bytes) -> bytes:
+    return struct.pack(">HH", tag, len(value)) + value
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    source=ADDRESS,
+    dest=ADDRESS,
+    ton=st.integers(0, 6),
+    esm=st.sampled_from([0x00, 0x04, 0x08, 0x40, 0x44]),
+    dc=st.sampled_from([0, 1, 3, 8, 0xF0]),
+    short=st.binary(max_size=254),
+    rid=st.none() | st.text(alphabet="0123456789ABCDEFabc-", max_size=30),
+    state=st.none() | st.integers(0, 9),
+    net_error=st.none() | st.binary(min_size=3, max_size=3),
+    payload=st.none() | st.binary(min_size=1, max_size=400),
+    vendor=st.binary(max_size=12),
+    seq=st.integers(1, 0x7FFFFFFF),
+)
+def test_deliver_sm_is_read_as_smpplib_reads_what_smpp34_encoded(
+    source: str, dest: str, ton: int, esm: int, dc: int, short: bytes, rid: str | None,
+    state: int | None, net_error: bytes | None, payload: bytes | None, vendor: bytes, seq: int,
+) -> None:  # fmt: skip
+    tlvs = [smpp34.Tlv(0x1400, vendor)]  # a vendor TLV first: skipped, not misread
+    if rid is not None:
+        tlvs.append(smpp34.Tlv(smpp34.TLV_RECEIPTED_MESSAGE_ID, rid.encode() + b"\0"))
+    if state is not None:
+        tlvs.append(smpp34.Tlv(smpp34.TLV_MESSAGE_STATE, bytes([state])))
+    if net_error is not None:
+        tlvs.append(smpp34.Tlv(smpp34.TLV_NETWORK_ERROR_CODE, net_error))
+    if payload is not None:
+        tlvs.append(smpp34.Tlv(smpp34.TLV_MESSAGE_PAYLOAD, payload))
+    raw = smpp34.DeliverSm(
+        dest, source, short, source_addr_ton=ton, esm_class=esm, data_coding=dc, tlvs=tlvs,
+        sequence_number=seq,
+    ).encode()  # fmt: skip
+    fields = smpp_wire.parse_deliver(raw)
+    assert fields == smpp_wire.parse_deliver_smpplib(raw, CLIENT)
+    assert (fields.command_id, fields.sequence, fields.source_addr, fields.source_ton) == (
+        smpp_wire.DELIVER_SM, seq, dest, ton)  # fmt: skip
+    assert (fields.destination_addr, fields.esm_class, fields.data_coding) == (source, esm, dc)
+    assert fields.short_message == (short or payload or b"")
+    assert fields.receipted_message_id == (rid or None)
+    assert (fields.message_state, fields.network_error) == (state, net_error)
+
+
+def test_data_sm_is_read_as_smpplib_reads_it() -> None:
+    tlvs = _tlv(smpp_wire.TLV_MESSAGE_PAYLOAD, "Stop ☺".encode("utf-16-be")) + _tlv(
+        0x1401, b"vendor"
+    )
+    raw = _data_sm(77, "31611112222", "Studio", 0x00, 8, tlvs)
+    fields = smpp_wire.parse_deliver(raw)
+    assert fields == smpp_wire.parse_deliver_smpplib(raw, CLIENT)
+    assert (fields.command_id, fields.sequence, fields.source_addr, fields.data_coding) == (
+        smpp_wire.DATA_SM, 77, "31611112222", 8)  # fmt: skip
+    assert fields.short_message.decode("utf-16-be") == "Stop ☺"
+
+
+@settings(max_examples=40, deadline=None)
+@given(short=st.binary(max_size=40), rid=st.text(alphabet="0123456789", min_size=1, max_size=9))
+def test_a_cut_or_inconsistent_deliver_sm_is_refused_with_value_error(
+    short: bytes, rid: str
+) -> None:
+    tlvs = [smpp34.Tlv(smpp34.TLV_RECEIPTED_MESSAGE_ID, rid.encode() + b"\0")]
+    raw = smpp34.DeliverSm("Studio", "31600000001", short, tlvs=tlvs).encode()
+    mandatory_end = len(raw) - 4 - len(rid) - 1
+    for cut in range(16, len(raw)):
+        shortened = struct.pack(">I", cut) + raw[4:cut]
+        if cut != mandatory_end:  # inside a mandatory field, or inside the TLV
+            with pytest.raises(ValueError):
+                smpp_wire.parse_deliver(shortened)
+        else:  # exactly without the TLV: still a complete deliver_sm
+            assert smpp_wire.parse_deliver(shortened).receipted_message_id is None
+    with pytest.raises(ValueError, match="command_length"):
+        smpp_wire.parse_deliver(raw + b"\0")  # header and size disagree
+    with pytest.raises(ValueError, match="not deliver_sm"):
+        smpp_wire.parse_deliver(raw[:4] + struct.pack(">I", smpp_wire.SUBMIT_SM) + raw[8:])
+
+
+RECEIPT_VALUE = st.text(alphabet=string.ascii_letters + string.digits + ":-_", max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(RECEIPT_VALUE, min_size=7, max_size=7),
+    text=st.none() | st.text(max_size=30),
+)
+def test_standard_receipts_read_the_same_on_the_fast_and_the_general_path(
+    values: list[str], text: str | None
+) -> None:
+    keys = ("id", "sub", "dlvrd", "submit date", "done date", "stat", "err")
+    receipt = " ".join(f"{k}:{v}" for k, v in zip(keys, values, strict=True))
+    if text is not None:
+        receipt += f" text:{text}"
+    fields = smpp_wire.parse_receipt_text(receipt)
+    assert fields == smpp_wire.parse_receipt_text_general(receipt)
+    assert [fields[k] for k in keys] == values
+
+
+def test_a_batch_does_not_wait_for_the_delayed_ack_timer_at_its_end() -> None:
+    """Without TCP_QUICKACK the SMSC's last answers of a batch sit in its Nagle buffer
+    until our delayed ACK (40 ms on Linux) releases them: every batch would end with a
+    stall, and a dispatcher calling submit in batches would lose a fifth of its rate."""
+    if not hasattr(socket, "TCP_QUICKACK"):
+        pytest.skip("TCP_QUICKACK is Linux-only")
+    with TestSMSC(relay=False) as server:  # the relay would add a Nagle hop of its own
+        url = server.url(window=50, rate=100000)
+        gw = SmppGateway(parse_gateway_url(url), Secret(PASSWORD))
+        gw.connect()
+        took = []
+        for k in range(9):
+            batch = [msg(k * 100 + i, f"+3161{k:03d}{i:04d}", "hi") for i in range(10)]
+            t0 = time.perf_counter()
+            results = gw.submit(batch)
+            took.append(time.perf_counter() - t0)
+            assert [r.status for r in results] == ["accepted"] * 10
+            gw.receive(lambda _: None, 0.02)
+        gw.close()
+    assert sorted(took)[len(took) // 2] < 0.025, took  # about 4 ms; 46 ms when it stalls
+
+
+def test_concurrent_submit_calls_share_one_window_and_each_gets_its_own_results(
+    smsc: TestSMSC, make_gw: Any
+) -> None:
+    smsc.receipts = False
+    smsc.hold_responses = True
+    gw = make_gw(smsc, window=4)
+    out: dict[int, list[PartResult]] = {}
+
+    def send(k: int) -> None:
+        out[k] = gw.submit([msg(k * 100 + i, f"+3160000{k}{i:03d}", "hi") for i in range(30)])
+
+    threads = [threading.Thread(target=send, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    assert smsc.wait_for(lambda: len(smsc.received) == 4)
+    time.sleep(0.3)
+    assert len(smsc.received) == 4  # the window is the connection's, not each call's
+    smsc.release()
+    for t in threads:
+        t.join(10)
+    for k in range(3):
+        assert sorted(r.message_id for r in out[k]) == [k * 100 + i for i in range(30)]
+        assert all(r.status == "accepted" for r in out[k])
+    provider_ids = [r.provider_id for rs in out.values() for r in rs]
+    assert len(set(provider_ids)) == 90
+    assert Counter(p.destination for p in smsc.received).most_common(1)[0][1] == 1
+
+
+def test_a_write_that_fails_part_way_counts_only_the_pdus_that_went_out_whole() -> None:
+    """The gateway writes a round's submit_sm in one go; when the link fails during the
+    write, the PDUs handed over completely may have reached the SMSC (`unknown`), the
+    rest certainly did not (resendable). The peer here never reads, so the write stalls."""
+    gw = SmppGateway(
+        parse_gateway_url("smpp://studio@127.0.0.1:1?timeout=0.3"), Secret(PASSWORD)
+    )
+    ours, peer = socket.socketpair()
+    try:
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        ours.settimeout(0.3)
+        gw._sock = ours
+        pdus = [
+            smpp_wire.submit_sm(
+                seq, source_addr="Studio", source_ton=5, source_npi=0,
+                destination_addr=f"3160000{seq:04d}", dest_ton=1, dest_npi=1,
+                short_message=b"x" * (100 + seq % 50),
+            )
+            for seq in range(1, 2001)
+        ]  # fmt: skip
+        complete, failure = gw._write(pdus)
+        assert failure is not None and failure.startswith("write failed")
+        assert 0 < complete < len(pdus)
+        ours.shutdown(socket.SHUT_WR)
+        received = b""
+        peer.settimeout(2)
+        while chunk := peer.recv(1 << 16):
+            received += chunk
+        whole = b"".join(pdus[:complete])
+        assert received.startswith(whole)
+        assert len(received) < len(whole) + len(pdus[complete])  # the next one is cut short
+    finally:
+        gw._sock = None
+        ours.close()
+        peer.close()
+
+
+def test_a_submit_is_not_held_up_by_an_idle_receive_in_another_thread(
+    smsc: TestSMSC, make_gw: Any
+) -> None:
+    """The dispatcher's receiver thread waits in receive() all the time; between two
+    batches it is the one watching the socket, and the next submit() must not queue
+    behind that wait (up to 50 ms per round, a third of the rate in batches of 500)."""
+    smsc.receipts = False
+    gw = make_gw(smsc)
+    gw.connect()
+    stop = threading.Event()
+
+    def receiver() -> None:
+        while not stop.is_set():
+            gw.receive(lambda _: None, 0.5)
+
+    worker = threading.Thread(target=receiver)
+    worker.start()
+    took = []
+    try:
+        for i in range(12):
+            time.sleep(0.01)  # the receiver is back in its wait
+            t0 = time.perf_counter()
+            [result] = gw.submit([msg(i, f"+3160000{i:04d}", "hi")])
+            took.append(time.perf_counter() - t0)
+            assert result.status == "accepted"
+    finally:
+        stop.set()
+        worker.join(5)
+    assert sorted(took)[len(took) // 2] < 0.015, took  # a round trip: a few ms

@@ -1,8 +1,8 @@
 """SMPP 3.4 transceiver gateway.
 
-Library choice: smpplib 2.2.4 connects, binds (bind_transceiver, optionally over TLS) and
-parses deliver_sm/data_sm; the socket loop is ours, and the fixed-layout PDUs sent by the
-thousand (submit_sm, responses) are packed in smpp_wire. smpp34's client was ruled out
+Library choice: smpplib 2.2.4 connects and binds (bind_transceiver, optionally over TLS);
+the socket loop is ours, and the PDUs exchanged by the thousand (submit_sm and responses out,
+deliver_sm/data_sm in) are packed and parsed in smpp_wire. smpp34's client was ruled out
 because its Rust core acknowledges every deliver_sm before Python sees it, so a STOP could be
 acknowledged and then lost in a crash. smpplib's own `listen()`/`read_once()` loop does
 acknowledge only after its handler returns, but it runs the handler inside the reading loop
@@ -10,11 +10,15 @@ and has no notion of a window; driving the socket ourselves lets `receive` ackno
 *the dispatcher's* handler stored the batch, and lets `submit` keep a window of requests
 outstanding. aiosmpplib (asyncio) would need a loop thread inside the gateway for no gain.
 TCP_NODELAY is set on the socket: without it Nagle's algorithm holds small PDUs back.
+For the same reason, while only answers are awaited (the end of a batch) received segments
+are acknowledged at once (TCP_QUICKACK): an SMSC using Nagle's algorithm would otherwise hold
+its last answers for our delayed ACK, 40 ms at the end of every batch.
 
 How a batch goes out (`submit`): parts of one message go one after the other (the next part
 is sent when the previous one's response came), different messages interleave up to
 `window` outstanding submit_sm, and a token bucket keeps to `rate` segments per second
-(burst: the window). Responses are matched by sequence number. Events that arrive meanwhile
+(burst: the window). The submit_sm of one round go out in one write. Responses are matched
+by sequence number; concurrent `submit` calls share the window. Events that arrive meanwhile
 (receipts, replies) are parsed and held *unacknowledged* until `receive` hands them to its
 handler; only then is the deliver_sm_resp sent (ESME_ROK, or ESME_RX_T_APPN if the handler
 raised, so the SMSC delivers it again later).
@@ -305,8 +309,14 @@ class SmppGateway:
 
     # -- reading -----------------------------------------------------------------------------
 
-    def _read(self, timeout: float) -> tuple[list[bytes], str | None]:
-        """Complete PDUs available within `timeout`, and a reason if the link dropped."""
+    def _read(self, timeout: float, *, ack_now: bool = False) -> tuple[list[bytes], str | None]:
+        """Complete PDUs available within `timeout`, and a reason if the link dropped.
+
+        `ack_now`: acknowledge the received TCP segments at once (TCP_QUICKACK) rather than
+        up to 40 ms later. Used when only answers are awaited: with nothing of ours to carry
+        the ACK, a peer using Nagle's algorithm holds its last small PDUs until it comes, and
+        the end of every batch would stall for the delayed-ACK timer.
+        """
         sock = self._sock
         if sock is None:
             return [], "not connected"
@@ -317,7 +327,7 @@ class SmppGateway:
                 readable = pending_tls or bool(select.select([sock], [], [], max(timeout, 0))[0])
                 if readable:
                     data = sock.recv(1 << 18)
-                    if _QUICKACK:
+                    if ack_now and _QUICKACK and data:
                         sock.setsockopt(socket.IPPROTO_TCP, _QUICKACK, 1)
                     if not data:
                         dropped = "connection closed by the SMSC"
@@ -489,7 +499,8 @@ class SmppGateway:
                     if call.inflight == 0 and (not call.todo or call.halted is not None):
                         break
                     wait = 0.05 if call.inflight else min(self._token_wait(), 0.05)
-                    pdus, why = self._read(wait)
+                    tail = call.inflight > 0 and (not call.todo or call.halted is not None)
+                    pdus, why = self._read(wait, ack_now=tail)
                     self._handle_all(pdus)
                     if why:
                         raise _Dropped(why)
@@ -730,8 +741,7 @@ class SmppGateway:
                     break
                 if self._clock() >= deadline:
                     return 0
-                if self._sock is None:  # waiting for the reconnect backoff
-                    time.sleep(min(0.05, max(deadline - self._clock(), 0)))
+                self._await_input(deadline)
         finally:
             self._receivers -= 1
         events = [ev for _, _, ev in batch]
@@ -746,11 +756,11 @@ class SmppGateway:
         return len(events)
 
     def _collect(self, deadline: float) -> tuple[list[tuple[int, int, InboundEvent]], int]:
-        """Take the held events; if there are none, wait up to ~50 ms for some: on the
-        condition while a submit() is reading the socket (then letting them gather for
-        `_GATHER_SECONDS`), else by reading the socket ourselves."""
-        wait = min(0.05, max(deadline - self._clock(), 0.0))
+        """Take the held events. While a submit() reads the socket, wait up to ~50 ms on the
+        condition for some (then let them gather for `_GATHER_SECONDS`); otherwise read what
+        the socket holds right now, without waiting (called holding the lock)."""
         if self._submitting:
+            wait = min(0.05, max(deadline - self._clock(), 0.0))
             if not self._unacked:
                 self._cond.wait(wait)  # notified when the first event is held
             if self._unacked and self._submitting and len(self._unacked) < _GATHER_MAX:
@@ -762,17 +772,31 @@ class SmppGateway:
             try:
                 self._keepalive()
                 while True:
-                    pdus, why = self._read(wait)
+                    pdus, why = self._read(0.0)
                     self._handle_all(pdus)
                     if why:
                         raise _Dropped(why)
                     if not pdus or len(self._unacked) >= 5000:
                         break
-                    wait = 0.0  # drain what is already there, then hand it over
             except _Dropped as exc:
                 self._lost(str(exc))
         batch, self._unacked = self._unacked, []
         return batch, self._generation
+
+    def _await_input(self, deadline: float) -> None:
+        """Wait up to ~50 ms for the socket to become readable, *without* the lock: a
+        submit() starting meanwhile must not queue behind an idle receive()."""
+        wait = min(0.05, max(deadline - self._clock(), 0.0))
+        sock = self._sock
+        if self._submitting or wait <= 0:
+            return  # _collect waits on the condition instead
+        if sock is None:  # waiting for the reconnect backoff
+            time.sleep(wait)
+            return
+        if isinstance(sock, ssl.SSLSocket) and sock.pending() > 0:
+            return
+        with contextlib.suppress(OSError, ValueError):  # closed meanwhile: look again
+            select.select([sock], [], [], wait)
 
     def _ack(
         self, batch: list[tuple[int, int, InboundEvent]], generation: int, status: int
