@@ -740,9 +740,7 @@ def test_a_write_that_fails_part_way_counts_only_the_pdus_that_went_out_whole() 
     """The gateway writes a round's submit_sm in one go; when the link fails during the
     write, the PDUs handed over completely may have reached the SMSC (`unknown`), the
     rest certainly did not (resendable). The peer here never reads, so the write stalls."""
-    gw = SmppGateway(
-        parse_gateway_url("smpp://studio@127.0.0.1:1?timeout=0.3"), Secret(PASSWORD)
-    )
+    gw = SmppGateway(parse_gateway_url("smpp://studio@127.0.0.1:1?timeout=0.3"), Secret(PASSWORD))
     ours, peer = socket.socketpair()
     try:
         ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)

@@ -793,10 +793,9 @@ class SmppGateway:
         if sock is None:  # waiting for the reconnect backoff
             time.sleep(wait)
             return
-        if isinstance(sock, ssl.SSLSocket) and sock.pending() > 0:
-            return
         with contextlib.suppress(OSError, ValueError):  # closed meanwhile: look again
-            select.select([sock], [], [], wait)
+            if not (isinstance(sock, ssl.SSLSocket) and sock.pending() > 0):
+                select.select([sock], [], [], wait)
 
     def _ack(
         self, batch: list[tuple[int, int, InboundEvent]], generation: int, status: int
