@@ -70,6 +70,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from core import phones_vector
+
 log = logging.getLogger(__name__)
 
 STATUSES = ("valid_mobile", "not_mobile", "invalid", "missing")
@@ -94,7 +96,11 @@ COLUMNS = ("e164", "country", "number_type", "status", "reason")
 
 BACKEND_ENV = "SMS_STUDIO_PHONES_BACKEND"
 WORKERS_ENV = "SMS_STUDIO_PHONES_WORKERS"
+VECTORISED_ENV = "SMS_STUDIO_PHONES_VECTORISED"
 BACKENDS = ("rphonenumbers", "phonenumbers")
+
+# From this many distinct values on, the shapes phones_vector replays go through it.
+VECTORISED_MIN_DISTINCT = 2_000
 
 # Below this many distinct values a worker process costs more than it saves.
 PARALLEL_MIN_DISTINCT = 50_000
@@ -670,7 +676,6 @@ def normalize(
     region = _check_region(_api(backend), default_region)
     cleaned = _clean_column(_to_arrow_strings(numbers))
     encoded = pc.dictionary_encode(cleaned)
-    distinct: list[str] = encoded.dictionary.to_pylist()
     if workers is not None:
         n_workers = max(0, workers)
     elif os.environ.get(WORKERS_ENV, "").strip():
@@ -681,41 +686,18 @@ def normalize(
     _last_run.update(
         backend=backend,
         rows=len(numbers),
-        distinct=len(distinct),
+        distinct=len(encoded.dictionary),
+        vectorised=0,
         workers=0,
         chunks=1,
         worker_chunks=0,
     )
-    parts = None
-    if (
-        n_workers
-        and len(distinct) >= PARALLEL_MIN_DISTINCT
-        and _parallel_lock.acquire(blocking=False)
-    ):
-        try:
-            _last_run["workers"] = n_workers
-            parts = _classify_parallel(distinct, region, backend, n_workers)
-        finally:
-            _parallel_lock.release()
-    if parts is None:
-        parts = [_classify_chunk(distinct, region, backend)]
-    # Merge the chunks' outcome tables into one and renumber their ids.
-    table: dict[Outcome, int] = {}
-    e164s: list[str] = []
-    id_parts: list[np.ndarray] = []
-    for chunk_e164, chunk_ids, chunk_table in parts:
-        remap = np.array(
-            [table.setdefault(o, len(table)) for o in chunk_table] or [0], dtype=np.int32
-        )
-        e164s.extend(chunk_e164)
-        id_parts.append(remap[chunk_ids])
-    outcomes = list(table)
-    per_distinct = np.concatenate(id_parts) if id_parts else np.empty(0, np.int32)
+    e164_distinct, per_distinct, outcomes = _classify_distinct(
+        encoded.dictionary, region, backend, n_workers
+    )
     indices = encoded.indices.to_numpy(zero_copy_only=False)
     row_outcome = pa.array(per_distinct[indices] if len(indices) else np.empty(0, np.int32))
-    columns: dict[str, pd.Series] = {
-        "e164": pa.array(e164s, pa.large_string()).take(encoded.indices),
-    }
+    columns: dict[str, pd.Series] = {"e164": e164_distinct.take(encoded.indices)}
     for pos, name in enumerate(COLUMNS[1:]):
         labels = pa.array([o[pos] for o in outcomes], pa.large_string())
         columns[name] = labels.take(row_outcome)
@@ -726,6 +708,94 @@ def normalize(
         },
         index=numbers.index,
     )
+
+
+def vectorised_enabled() -> bool:
+    """Whether `normalize` may use `core.phones_vector` (``SMS_STUDIO_PHONES_VECTORISED=0``: no)."""
+    return os.environ.get(VECTORISED_ENV, "").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _classify_distinct(
+    distinct: pa.Array, region: str, backend: str, n_workers: int
+) -> tuple[pa.Array, np.ndarray, list[Outcome]]:
+    """Classify each distinct cleaned value: (E.164 per value, outcome id per value, outcomes).
+
+    The shapes `phones_vector` replays exactly go through it a column at a time; the rest
+    (junk, letters, rare regions) through the parser one value at a time, in worker
+    processes when there are many.
+    """
+    table: dict[Outcome, int] = {}
+    pieces: list[tuple[np.ndarray, pa.Array, np.ndarray]] = []
+    loop_rows = np.arange(len(distinct))
+    if vectorised_enabled() and len(distinct) >= VECTORISED_MIN_DISTINCT:
+        claims = phones_vector.classify(distinct, region)
+        _last_run["vectorised"] = len(claims.rows)
+        ids = _claim_outcomes(claims, distinct, region, backend, table)
+        pieces.append((claims.rows, claims.e164, ids))
+        loop_rows = np.setdiff1d(loop_rows, claims.rows, assume_unique=True)
+    values: list[str] = distinct.take(loop_rows).to_pylist()
+    parts = None
+    if (
+        n_workers
+        and len(values) >= PARALLEL_MIN_DISTINCT
+        and _parallel_lock.acquire(blocking=False)
+    ):
+        try:
+            _last_run["workers"] = n_workers
+            parts = _classify_parallel(values, region, backend, n_workers)
+        finally:
+            _parallel_lock.release()
+    if parts is None:
+        parts = [_classify_chunk(values, region, backend)]
+    e164s: list[str] = []
+    id_parts: list[np.ndarray] = []
+    for chunk_e164, chunk_ids, chunk_table in parts:
+        remap = np.array(
+            [table.setdefault(o, len(table)) for o in chunk_table] or [0], dtype=np.int32
+        )
+        e164s.extend(chunk_e164)
+        id_parts.append(remap[chunk_ids])
+    loop_ids = np.concatenate(id_parts) if id_parts else np.empty(0, np.int32)
+    pieces.append((loop_rows, pa.array(e164s, pa.large_string()), loop_ids))
+    rows = np.concatenate([p[0] for p in pieces])
+    order = np.empty(len(rows), dtype=np.int64)
+    order[rows] = np.arange(len(rows))
+    e164 = pa.concat_arrays([p[1].cast(pa.large_string()) for p in pieces]).take(order)
+    ids = np.concatenate([p[2] for p in pieces]).astype(np.int32)[order]
+    return e164, ids, list(table)
+
+
+def _claim_outcomes(
+    claims: phones_vector.Claims,
+    distinct: pa.Array,
+    region: str,
+    backend: str,
+    table: dict[Outcome, int],
+) -> np.ndarray:
+    """Outcome ids for vectorised claims: one outcome per (region, type) or invalid length.
+
+    An invalid number's reason depends only on its country code and the length of its
+    national number, so it is worked out once per such pair, on one of its values.
+    """
+    api = _api(backend)
+    valid = claims.type_code != phones_vector.UNKNOWN
+    region_ids = pc.dictionary_encode(claims.country)
+    keys = np.where(
+        valid,
+        region_ids.indices.to_numpy(zero_copy_only=False).astype(np.int64) * 1000
+        + claims.type_code,
+        -(claims.cc.astype(np.int64) * 100 + claims.nsn_length) - 1,
+    )
+    unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    countries = region_ids.dictionary.to_pylist()
+    remap = np.empty(len(unique), dtype=np.int32)
+    for pos, (key, row) in enumerate(zip(unique.tolist(), first.tolist(), strict=True)):
+        if key >= 0:
+            outcome = _valid_outcome(api, countries[key // 1000], key % 1000)
+        else:
+            _, outcome = _slow_path(api, distinct[int(claims.rows[row])].as_py(), region)
+        remap[pos] = table.setdefault(outcome, len(table))
+    return remap[inverse.reshape(-1)]
 
 
 def normalize_one(raw: str, default_region: str) -> NormalizedNumber:

@@ -461,7 +461,9 @@ def large_column():
 
 
 @pytest.fixture
-def workers():
+def workers(monkeypatch):
+    # Every value through the per-value parser, so that there is work for the workers.
+    monkeypatch.setenv(phones.VECTORISED_ENV, "0")
     yield
     phones.shutdown_workers()
 
