@@ -124,6 +124,10 @@ def main() -> int:
         for label, seconds in stages.items():
             print(f"  {label:<45} {seconds:6.2f} s")
         print(f"  statuses: {report.status_counts}")
+        run = phones.last_run()
+        print(f"  distinct numbers: {run['distinct']:,}; classified column-at-once: "
+              f"{run['vectorised']:,} ({run['vectorised'] / max(run['distinct'], 1):.1%}), "
+              f"the rest one by one (worker processes: {run['workers']})")
 
         numbers = pd.read_csv(csv_path, usecols=["mobile"], dtype=str, keep_default_na=False)
         picked = numbers["mobile"].sample(sample, random_state=1)

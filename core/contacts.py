@@ -338,18 +338,15 @@ class ContactsMixin:
         step(0.15, "Inferring column types")
         table = importer.infer_types(table, keep_text=[mobile, key or ""])
         step(0.25, f"Normalising {table.num_rows:,} mobile numbers")
-        raw_numbers = table[mobile].to_pandas()
-        norm = phones.normalize(raw_numbers, region_code)
+        norm = phones.normalize_arrow(table[mobile], region_code)
         step(0.7, "Writing to the database")
         now = datetime.now(UTC).replace(tzinfo=None)
         derived = {
-            "_e164": norm["e164"], "_country": norm["country"],
-            "_number_type": norm["number_type"], "_phone_status": norm["status"],
-            "_phone_reason": norm["reason"],
+            "_e164": "e164", "_country": "country", "_number_type": "number_type",
+            "_phone_status": "status", "_phone_reason": "reason",
         }
-        for col, series in derived.items():
-            array = pc.cast(pa.array(series.fillna("").astype(str)), pa.string())
-            table = table.append_column(col, array)
+        for col, source in derived.items():
+            table = table.append_column(col, pc.cast(norm[source], pa.string()))
         table = table.append_column(
             "_imported_at", pa.repeat(pa.scalar(now, pa.timestamp("us")), table.num_rows)
         )
