@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from _timing import best_of
 
 from core.templates import prepare
 
@@ -47,15 +46,6 @@ def make_contacts(n: int, seed: int = 7) -> pd.DataFrame:
     )
 
 
-def best_of(repeats: int, fn: Callable[[], Any]) -> tuple[float, Any]:
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20,000 contacts instead of 1M")
@@ -67,7 +57,7 @@ def main() -> int:
     compiled = prepare(TEMPLATE, list(df.columns))
     print(f"contacts: {n:,}   template: {TEMPLATE!r}   plain: {compiled.is_plain}")
 
-    fast_s, texts = best_of(3, lambda: compiled.render_many(df))
+    fast_s, texts = best_of(lambda: compiled.render_many(df), 3)
     print(f"render_many (fast path)      {fast_s:8.3f} s   {n / fast_s:14,.0f} rows/s")
 
     try:
@@ -78,7 +68,7 @@ def main() -> int:
         print("render + analyze_many         skipped (core.segments.analyze_many not available)")
         total_s = fast_s
     else:
-        seg_s, segments = best_of(3, lambda: analyze_many(texts))
+        seg_s, segments = best_of(lambda: analyze_many(texts), 3)
         total_s = fast_s + seg_s
         print(f"analyze_many                 {seg_s:8.3f} s   {n / seg_s:14,.0f} rows/s")
         print(
@@ -89,7 +79,7 @@ def main() -> int:
     print(f"target {TARGET_SECONDS:.0f} s for the whole view: {verdict}")
 
     sample = df.iloc[: min(JINJA_SAMPLE, n)]
-    jinja_s, slow = best_of(1, lambda: compiled.render_many(sample, engine="jinja"))
+    jinja_s, slow = best_of(lambda: compiled.render_many(sample, engine="jinja"), 1)
     per_row = jinja_s / len(sample)
     print(
         f"Jinja2 row by row            {jinja_s:8.3f} s on {len(sample):,} rows "

@@ -16,13 +16,14 @@ import argparse
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from _timing import best_of  # noqa: E402
 
 from core import selections  # noqa: E402
 from core.storage import quote_ident  # noqa: E402
@@ -106,15 +107,6 @@ def build(studio: Studio, rows: int, workdir: Path) -> None:
         f"INSERT INTO suppressions (e164, reason, source) SELECT DISTINCT _e164, 'manual', "
         f"'bench' FROM {table} WHERE _e164 <> '' AND hash(_row_id) % 100 = 0"
     )
-
-
-def best_of(fn: Callable[[], Any], repeat: int) -> tuple[float, Any]:
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def main() -> int:

@@ -29,7 +29,7 @@ import difflib
 import math
 import re
 import traceback
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
@@ -664,16 +664,21 @@ class CompiledTemplate:
 
     def render(self, contact: Mapping[str, Any]) -> str:
         """The message for one contact (a dict, or a pandas row)."""
-        missing = [f for f in self.fields if f not in contact]
+        self._check_fields(contact, contact.keys())
+        values = {f: _to_template_value(contact[f]) for f in self.fields}
+        return self._render_values(values)
+
+    def _check_fields(self, available: Container[Any], names: Iterable[Any]) -> None:
+        """Refuse a contact or a frame that lacks a field the template uses, naming the closest
+        of its ``names``, before anything is rendered (one error, not one per row)."""
+        missing = [f for f in self.fields if f not in available]
         if missing:
             raise TemplateError(
                 f"Unknown field '{missing[0]}'",
                 field=missing[0],
                 kind="field",
-                suggestions=_suggest(missing[0], [str(k) for k in contact.keys()]),  # noqa: SIM118
+                suggestions=_suggest(missing[0], [str(n) for n in names]),
             )
-        values = {f: _to_template_value(contact[f]) for f in self.fields}
-        return self._render_values(values)
 
     def _render_values(self, values: dict[str, Any], row: Any = None) -> str:
         try:
@@ -681,15 +686,10 @@ class CompiledTemplate:
         except _FilterValueError as exc:
             culprit = next((f for f, v in values.items() if _same(v, exc.value)), None)
             message = exc.message + (f" in field '{culprit}'" if culprit else "")
-            raise TemplateError(
-                message, line=_template_line(exc), field=culprit, kind="render", row=row
-            ) from None
+            raise _render_error(message, exc, row, field=culprit) from None
         except SecurityError as exc:
-            raise TemplateError(
-                f"Not allowed in a message template: {exc}",
-                line=_template_line(exc),
-                kind="forbidden",
-                row=row,
+            raise _render_error(
+                f"Not allowed in a message template: {exc}", exc, row, kind="forbidden"
             ) from None
         except TemplateError:
             raise
@@ -703,12 +703,7 @@ class CompiledTemplate:
             RecursionError,
             AssertionError,
         ) as exc:
-            raise TemplateError(
-                f"Could not render the template: {exc}",
-                line=_template_line(exc),
-                kind="render",
-                row=row,
-            ) from None
+            raise _render_error(f"Could not render the template: {exc}", exc, row) from None
 
     # -- a whole selection -------------------------------------------------------------------
 
@@ -724,14 +719,7 @@ class CompiledTemplate:
         Plain templates are concatenated column-wise; others (or ``engine="jinja"``) render
         row by row, calling ``progress(done, total)`` about a hundred times on the way.
         """
-        missing = [f for f in self.fields if f not in df.columns]
-        if missing:
-            raise TemplateError(
-                f"Unknown field '{missing[0]}'",
-                field=missing[0],
-                kind="field",
-                suggestions=_suggest(missing[0], [str(c) for c in df.columns]),
-            )
+        self._check_fields(df.columns, df.columns)
         if self._plan is not None and engine == "auto":
             out = _concatenate(self._plan, df)
             if progress is not None:
@@ -766,6 +754,13 @@ def _template_line(exc: BaseException) -> int | None:
     """The template line of a rendering error (Jinja rewrites the traceback to show it)."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == "<template>"]
     return frames[-1].lineno if frames else None
+
+
+def _render_error(
+    message: str, exc: BaseException, row: Any, *, kind: str = "render", field: str | None = None
+) -> TemplateError:
+    """A failure while rendering, placed where it happened: the template line and the row."""
+    return TemplateError(message, line=_template_line(exc), field=field, kind=kind, row=row)
 
 
 def _concatenate(plan: tuple[_Part, ...], df: pd.DataFrame) -> pd.Series:
@@ -893,11 +888,12 @@ def _prepare(source: str, fields: tuple[str, ...]) -> CompiledTemplate:
     )
 
 
+# An offset in the Jinja source -> (line, column) in the text the user typed.
+_Where = Callable[[int | None], tuple[int | None, int | None]]
+
+
 def _syntax_error(
-    exc: TemplateSyntaxError,
-    parser: Parser,
-    located: _Located,
-    where: Callable[[int | None], tuple[int | None, int | None]],
+    exc: TemplateSyntaxError, parser: Parser, located: _Located, where: _Where
 ) -> TemplateError:
     message = exc.message or "invalid template"
     char_at = re.search(r" at (\d+)$", message)
@@ -919,9 +915,7 @@ def _syntax_error(
 
 
 def _assertion_error(
-    exc: TemplateAssertionError,
-    located: _Located,
-    where: Callable[[int | None], tuple[int | None, int | None]],
+    exc: TemplateAssertionError, located: _Located, where: _Where
 ) -> TemplateError:
     message = exc.message or "invalid template"
     m = re.search(r"No (filter|test) named '(\w+)'", message)
@@ -949,11 +943,7 @@ _FORBIDDEN_TAGS: dict[type[nodes.Node], str] = {
 }
 
 
-def _check_forbidden(
-    ast: nodes.Template,
-    located: _Located,
-    where: Callable[[int | None], tuple[int | None, int | None]],
-) -> None:
+def _check_forbidden(ast: nodes.Template, located: _Located, where: _Where) -> None:
     """Refuse, before anything runs, what a message template never needs."""
     for node in ast.find_all(tuple(_FORBIDDEN_TAGS)):
         tag = _FORBIDDEN_TAGS[type(node)]

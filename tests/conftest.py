@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,8 +46,22 @@ CONTACTS_CSV = """customer_id,first_name,city,age,consent,mobile
 """
 
 
+def write_csv(folder: Path, text: str, name: str = "contacts.csv") -> Path:
+    """``text`` as a UTF-8 file in ``folder``: what a user uploads or hands to the CLI."""
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def import_csv(
+    app: Any, csv: Path, *, database: str, consent_yes: Sequence[str] = ("yes",)
+) -> None:
+    """Import a contacts file laid out like the tables in these tests: keyed on customer_id,
+    opt-in in the consent column, numbers without a country code read as Dutch."""
+    app.import_contacts(csv, database=database, key_field="customer_id",
+                        consent_field="consent", consent_yes=list(consent_yes), region="NL")
+
+
 @pytest.fixture
 def contacts_csv(tmp_path: Path) -> Path:
-    path = tmp_path / "contacts.csv"
-    path.write_text(CONTACTS_CSV, encoding="utf-8")
-    return path
+    return write_csv(tmp_path, CONTACTS_CSV)

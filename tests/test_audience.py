@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from core.audience import STEPS
 from core.errors import InvalidInput
 from core.studio import Studio
+from tests.conftest import import_csv, write_csv
 
 # Each contact's expected fate, by customer id:
 #   1 recipient (NL)                 8  no_number
@@ -53,11 +54,8 @@ EXPECTED_KEYS = {
 
 @pytest.fixture
 def app(tmp_path: Path):
-    path = tmp_path / "contacts.csv"
-    path.write_text(CSV, encoding="utf-8")
     studio = Studio(tmp_path / "aud.duckdb")
-    studio.import_contacts(path, database="main", key_field="customer_id",
-                           consent_field="consent", consent_yes=["yes", "ja"], region="NL")
+    import_csv(studio, write_csv(tmp_path, CSV), database="main", consent_yes=("yes", "ja"))
     studio.suppress(["0049 151 23456789", "+31612345681"], reason="manual")
     try:
         yield studio

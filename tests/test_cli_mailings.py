@@ -17,8 +17,8 @@ import pytest
 
 from core import ledger
 from core.studio import Studio
+from tests.conftest import ROOT, import_csv, write_csv
 
-ROOT = Path(__file__).resolve().parent.parent
 CSV = """customer_id,first_name,city,consent,mobile
 1,Anna,Amsterdam,yes,06-12345678
 2,Bram,Rotterdam,no,+31 6 1234 5679
@@ -52,9 +52,7 @@ def json_lines(text: str) -> list[dict]:
 
 @pytest.fixture
 def csv(tmp_path: Path) -> Path:
-    path = tmp_path / "contacts.csv"
-    path.write_text(CSV, encoding="utf-8")
-    return path
+    return write_csv(tmp_path, CSV)
 
 
 @pytest.fixture
@@ -62,8 +60,7 @@ def db(tmp_path: Path, csv: Path) -> Path:
     """A database built in-process (the end-to-end test builds its own with the CLI)."""
     path = tmp_path / "cli.duckdb"
     with Studio(path) as app:
-        app.import_contacts(csv, database="shop", key_field="customer_id",
-                            consent_field="consent", consent_yes=["yes"], region="NL")
+        import_csv(app, csv, database="shop")
         app.create_selection("everyone", spec={"all": []}, database="shop", sms=True)
         app.create_document("promo", sender="Shop", body="Hi {{ first_name }}!")
     return path
@@ -172,13 +169,11 @@ def test_send_while_another_process_holds_the_database_says_who_and_writes_nothi
 
 
 def test_worker_stops_cleanly_on_sigterm_and_a_new_worker_resumes(tmp_path: Path) -> None:
-    many = tmp_path / "many.csv"
-    many.write_text("customer_id,first_name,consent,mobile\n" + "".join(
-        f"{i},P{i},yes,0612{i:06d}\n" for i in range(1, 301)), encoding="utf-8")
+    many = "customer_id,first_name,consent,mobile\n" + "".join(
+        f"{i},P{i},yes,0612{i:06d}\n" for i in range(1, 301))
     db = tmp_path / "worker.duckdb"
     with Studio(db) as app:
-        app.import_contacts(many, database="many", key_field="customer_id",
-                            consent_field="consent", consent_yes=["yes"], region="NL")
+        import_csv(app, write_csv(tmp_path, many, "many.csv"), database="many")
     mailing_id = int(ok(cli(db, "send", "--sender", "Shop", "--body", "Hi {{ first_name }}",
                             "--database", "many", "--accept-rules")).stdout)
     env = {**os.environ, "SMS_STUDIO_BACKGROUND": "0", "PYTHONWARNINGS": "ignore"}

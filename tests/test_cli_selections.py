@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from core.studio import Studio
+from tests.conftest import ROOT, import_csv, write_csv
 
-ROOT = Path(__file__).resolve().parent.parent
+# Like conftest's CONTACTS_CSV, but four contacts live in Amsterdam (Anna, Eva, Hugo, Iris):
+# a selection on the city meets a valid number, a foreign one, no number and a duplicate.
 CSV = """customer_id,first_name,city,age,consent,mobile
 1,Anna,Amsterdam,34,yes,06-12345678
 2,Bram,Rotterdam,41,no,+31 6 1234 5679
@@ -29,11 +31,8 @@ CSV = """customer_id,first_name,city,age,consent,mobile
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "cli.duckdb"
-    contacts = tmp_path / "contacts.csv"
-    contacts.write_text(CSV, encoding="utf-8")
     with Studio(path) as app:
-        app.import_contacts(contacts, database="main", key_field="customer_id",
-                            consent_field="consent", consent_yes=["yes", "ja"], region="NL")
+        import_csv(app, write_csv(tmp_path, CSV), database="main", consent_yes=("yes", "ja"))
     return path
 
 

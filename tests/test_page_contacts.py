@@ -8,17 +8,16 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.conftest import CONTACTS_CSV
+from tests.page_helpers import open_page, use_database
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
 def page(tmp_path, monkeypatch) -> AppTest:
-    monkeypatch.setenv("SMS_STUDIO_DB", str(tmp_path / "page.duckdb"))
+    use_database(monkeypatch, tmp_path / "page.duckdb")
     monkeypatch.chdir(ROOT)
-    at = AppTest.from_file(str(ROOT / "pages" / "contacts.py"), default_timeout=60)
-    at.run()
-    return at
+    return open_page("pages/contacts.py")
 
 
 def button(at: AppTest, label: str):

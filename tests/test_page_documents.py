@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import pricing
 from core.studio import Studio
+from tests.page_helpers import open_page, shop_database
 
-ROOT = Path(__file__).resolve().parent.parent
-PAGE = str(ROOT / "pages" / "documents.py")
 CSV = (
     "customer_id,first_name,consent,mobile\n"
     "1,Anna,yes,0612345671\n"
@@ -23,28 +20,11 @@ CSV = (
 
 @pytest.fixture
 def page_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    db = tmp_path / "page.duckdb"
-    prices = tmp_path / "prices.csv"
-    pricing.save_prices(pd.DataFrame({"country": ["*", "NL"], "price_per_segment": [0.5, 0.1],
-                                      "currency": ["EUR", "EUR"]}), prices)
-    monkeypatch.setenv("SMS_STUDIO_DB", str(db))
-    monkeypatch.setenv("SMS_STUDIO_BACKGROUND", "0")
-    monkeypatch.setenv("SMS_STUDIO_PRICES", str(prices))
-    csv = tmp_path / "contacts.csv"
-    csv.write_text(CSV, encoding="utf-8")
-    app = Studio(db)
-    app.import_contacts(csv, database="shop", key_field="customer_id", consent_field="consent",
-                        consent_yes=["yes"], region="NL")
-    app.set_default_destination("shop", contact_key="1")
-    app.close()
-    return db
+    return shop_database(tmp_path, monkeypatch, CSV)
 
 
 def start() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.run()
-    assert not at.exception
-    return at
+    return open_page("pages/documents.py")
 
 
 def create(at: AppTest, name: str) -> AppTest:
@@ -166,9 +146,7 @@ def test_whole_selection_view_and_document_actions(page_db):
 
 
 def test_settings_national_shift_changes_the_documents_meter_and_secrets_are_refused(page_db):
-    settings = AppTest.from_file(str(ROOT / "pages" / "settings.py"), default_timeout=60)
-    settings.run()
-    assert not settings.exception
+    settings = open_page("pages/settings.py")
     settings.selectbox[0].select("turkish")  # inside the form: committed by its submit button
     next(b for b in settings.button if b.label == "Save sending settings").click().run()
     assert "Sending settings saved." in [s.value for s in settings.success]
@@ -187,8 +165,7 @@ def test_settings_national_shift_changes_the_documents_meter_and_secrets_are_ref
 
 
 def test_send_bulk_mailing_saves_and_opens_the_wizard_with_the_document(page_db):
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    at.run()
+    at = open_page("app.py")
     at.switch_page("pages/documents.py").run()
     create(at, "Launch")
     type_body(at, "Hi {{ first_name }}, we launched!")

@@ -7,17 +7,16 @@ import json
 from datetime import datetime, timedelta
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from core import ledger, pricing
+from core import ledger
 from core.dispatcher import EventBatch
 from core.scheduler import Scheduler
 from core.studio import Studio, utc_now
+from tests.conftest import import_csv, write_csv
+from tests.page_helpers import open_page, shop_database
 
-ROOT = Path(__file__).resolve().parent.parent
-PAGE = str(ROOT / "pages" / "mailings.py")
 CSV = (
     "customer_id,first_name,city,consent,mobile\n"
     "1,Anna,Amsterdam,yes,0612345671\n"
@@ -30,19 +29,8 @@ RULES = "Only people who opted in. Numbers obtained lawfully. Honour every STOP.
 
 @pytest.fixture
 def page_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    db = tmp_path / "page.duckdb"
-    prices = tmp_path / "prices.csv"
-    pricing.save_prices(pd.DataFrame({"country": ["*", "NL"], "price_per_segment": [0.5, 0.1],
-                                      "currency": ["EUR", "EUR"]}), prices)
-    monkeypatch.setenv("SMS_STUDIO_DB", str(db))
-    monkeypatch.setenv("SMS_STUDIO_BACKGROUND", "0")
-    monkeypatch.setenv("SMS_STUDIO_PRICES", str(prices))
-    csv = tmp_path / "contacts.csv"
-    csv.write_text(CSV, encoding="utf-8")
+    db = shop_database(tmp_path, monkeypatch, CSV)
     with Studio(db) as app:
-        app.import_contacts(csv, database="shop", key_field="customer_id",
-                            consent_field="consent", consent_yes=["yes"], region="NL")
-        app.set_default_destination("shop", contact_key="1")
         app.create_selection("everyone", spec={"all": []}, database="shop", sms=True)
         app.create_selection("hidden", spec={"all": []}, database="shop")  # not for SMS
         app.create_document("promo", sender="Shop", body="Hi {{ first_name }}, 10% off!")
@@ -54,12 +42,7 @@ def page_db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def start(**state: object) -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    for key, value in state.items():
-        at.session_state[key] = value
-    at.run()
-    assert not at.exception, at.exception
-    return at
+    return open_page("pages/mailings.py", **state)
 
 
 def run(at: AppTest) -> AppTest:
@@ -329,11 +312,8 @@ def test_details_follow_a_new_mailing_and_keep_a_choice_otherwise(page_db: Path)
 def test_the_send_rate_of_a_young_mailing_is_measured_since_its_start(tmp_path: Path) -> None:
     """Parts sent in the first 2 s are a pace of parts / 2 s, not parts / the 10 s window."""
     now = [datetime(2030, 5, 1, 12, 0, 0)]
-    csv = tmp_path / "contacts.csv"
-    csv.write_text(CSV, encoding="utf-8")
     with Studio(tmp_path / "rate.duckdb", clock=lambda: now[0]) as app:
-        app.import_contacts(csv, database="shop", key_field="customer_id",
-                            consent_field="consent", consent_yes=["yes"], region="NL")
+        import_csv(app, write_csv(tmp_path, CSV), database="shop")
         mailing_id = app.create_mailing(sender="Shop", body="Hello", database="shop",
                                         accept_rules=True)  # fmt: skip
         app.launch_mailing(mailing_id)  # started at 12:00:00, 3 messages of one part

@@ -9,8 +9,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from core.studio import Studio, get_studio
+from tests.conftest import import_csv, write_csv
+from tests.page_helpers import open_page, use_database
 
-PAGE = str(Path(__file__).resolve().parent.parent / "pages" / "selections.py")
 CSV = """customer_id,first_name,city,age,consent,mobile
 1,Anna,Amsterdam,34,yes,06-12345678
 2,Bram,Rotterdam,41,no,+31 6 1234 5679
@@ -24,21 +25,22 @@ CSV = """customer_id,first_name,city,age,consent,mobile
 @pytest.fixture
 def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "page.duckdb"
-    contacts = tmp_path / "contacts.csv"
-    contacts.write_text(CSV, encoding="utf-8")
     with Studio(path) as app:
-        app.import_contacts(contacts, database="main", key_field="customer_id",
-                            consent_field="consent", consent_yes=["yes", "ja"], region="NL")
-    monkeypatch.setenv("SMS_STUDIO_DB", str(path))
-    monkeypatch.setenv("SMS_STUDIO_BACKGROUND", "0")
-    return path
+        import_csv(app, write_csv(tmp_path, CSV), database="main", consent_yes=("yes", "ja"))
+    return use_database(monkeypatch, path)
 
 
 def page() -> AppTest:
-    at = AppTest.from_file(PAGE, default_timeout=60)
-    at.run()
-    assert not at.exception
-    return at
+    return open_page("pages/selections.py")
+
+
+def page_on(db: Path, name: str, spec: dict) -> tuple[Studio, AppTest]:
+    """The page with a new selection ``name`` of database main picked in the tree."""
+    app = get_studio(db)
+    app.create_selection(name, spec=spec, database="main")
+    at = page()
+    at.radio(key="sel_pick").set_value(name).run()
+    return app, at
 
 
 def by_label(elements, label: str):
@@ -111,11 +113,7 @@ def test_removing_a_condition_keeps_the_others(db: Path) -> None:
 
 
 def test_a_mini_selection_is_made_from_the_selected_parent(db: Path) -> None:
-    app = get_studio(db)
-    app.create_selection("adam", spec={"field": "city", "op": "eq", "value": "Amsterdam"},
-                         database="main")
-    at = page()
-    at.radio(key="sel_pick").set_value("adam").run()
+    app, at = page_on(db, "adam", {"field": "city", "op": "eq", "value": "Amsterdam"})
     assert metric(at) == "4"
     at.button(key="sb_new_mini").click().run()
     assert any("New mini-selection of adam" in h.value for h in at.subheader)
@@ -175,11 +173,7 @@ def test_the_sms_switch_shows_why_a_selection_is_not_usable(db: Path, tmp_path: 
 
 
 def test_rename_duplicate_and_delete(db: Path) -> None:
-    app = get_studio(db)
-    app.create_selection("gent", spec={"field": "city", "op": "eq", "value": "Gent"},
-                         database="main")
-    at = page()
-    at.radio(key="sel_pick").set_value("gent").run()
+    app, at = page_on(db, "gent", {"field": "city", "op": "eq", "value": "Gent"})
     assert by_label(at.text_input, "value").value == "Gent" and metric(at) == "1"
     by_label(at.text_input, "value").input("Amsterdam").run()
     assert metric(at) == "4"

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from core.studio import Studio
 from core.worker import run_until_done
+from tests.page_helpers import open_page
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMULATOR = "simulator://?seed=3&instant=1&stop_share=0.05&reply_share=0.03"
@@ -58,8 +59,8 @@ def sent(tmp_path: Path, monkeypatch):
         studio.close()
 
 
-def page() -> AppTest:
-    return AppTest.from_file(str(ROOT / "pages" / "statistics.py"), default_timeout=60)
+def page(**query: str) -> AppTest:
+    return open_page("pages/statistics.py", query=query)
 
 
 def metrics(at: AppTest) -> dict[str, str]:
@@ -72,8 +73,6 @@ def test_a_finished_mailing_shows_its_figures(sent):
     replies = studio.mailing_replies(mailing)
     assert funnel["state"] == "finished" and funnel["failures"] > 0 and replies["stops"] > 0
     at = page()
-    at.run()
-    assert not at.exception, at.exception
     shown = metrics(at)
     assert shown["Recipients"] == f"{funnel['recipients']:,}"
     assert shown["Submitted"] == f"{funnel['submitted']:,}"
@@ -101,7 +100,6 @@ def test_cost_is_compared_with_the_estimate_confirmed_in_the_wizard(sent):
 
 def test_failures_regroup_by_operator_and_country(sent):
     at = page()
-    at.run()
     for by in ("operator", "country", "reason"):
         at.radio(key="stats_failures_by").set_value(by).run()
         assert not at.exception, (by, at.exception)
@@ -116,7 +114,6 @@ def test_failures_regroup_by_operator_and_country(sent):
 def test_the_overall_view(sent):
     studio, mailing = sent
     at = page()
-    at.run()
     at.radio(key="stats_view").set_value("Overall").run()
     assert not at.exception, at.exception
     overview = at.dataframe[0].value
@@ -136,10 +133,7 @@ def test_a_mailing_still_sending_refreshes_itself(sent, tmp_path: Path):
     second = studio.create_mailing(sender="Shop", database="demo", accept_rules=True,
                                    body="Second message")  # fmt: skip
     studio.launch_mailing(second)  # no dispatcher runs: it stays `sending`
-    at = page()
-    at.query_params["mailing"] = str(second)
-    at.run()
-    assert not at.exception, at.exception
+    at = page(mailing=str(second))
     assert at.selectbox(key="stats_mailing").value == second
     assert any("live: refreshing every 5 s" in m.value for m in at.markdown)
     assert metrics(at)["Submitted"] == "0"
@@ -153,8 +147,6 @@ def test_no_mailings_yet(tmp_path: Path, monkeypatch):
     monkeypatch.setenv("SMS_STUDIO_DB", str(tmp_path / "empty.duckdb"))
     monkeypatch.chdir(ROOT)
     at = page()
-    at.run()
-    assert not at.exception
     assert any("No mailings yet" in i.value for i in at.info)
     at.radio(key="stats_view").set_value("Overall").run()
     assert not at.exception
@@ -166,8 +158,6 @@ def test_times_are_in_the_users_zone_and_counts_have_separators(sent):
     funnel = studio.mailing_funnel(mailing)
     local = funnel["started_at"] + timedelta(hours=5, minutes=45)
     at = page()
-    at.run()
-    assert not at.exception, at.exception
     state = next(m.value for m in at.markdown if m.value.startswith("State: "))
     assert f"started {local:%Y-%m-%d %H:%M:%S}" in state and "UTC" not in state
     created = studio.stats_mailings()["created_at"].iloc[0] + timedelta(hours=5, minutes=45)

@@ -17,7 +17,7 @@ from typing import Any
 
 import pandas as pd
 
-from core.cli.output import print_json, print_table
+from core.cli.output import print_json, print_json_lines, print_table
 from core.errors import InvalidInput, StudioError
 from core.exports import to_safe_csv
 from core.timeutil import parse_user_time, to_user_time
@@ -242,8 +242,7 @@ def run_mailings(studio: Any, args: argparse.Namespace) -> int:
     frame = studio.list_mailings()
     frame = frame.sort_values("id", kind="stable").reset_index(drop=True)
     if args.json:
-        for row in frame.to_dict("records"):
-            print_json(_mailing_json(row))
+        print_json_lines(_mailing_json(row) for row in frame.to_dict("records"))
         return 0
     if frame.empty:
         print("No mailings yet.")

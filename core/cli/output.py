@@ -30,6 +30,22 @@ def print_json_lines(rows: Iterable[Mapping[str, Any]]) -> None:
         print_json(row)
 
 
+def is_missing(value: Any) -> bool:
+    """None, NaN, NaT or pd.NA: a cell that JSON shows as null and a table as "-"."""
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # a value pandas cannot judge, such as a list
+        return False
+
+
+def print_records(frame: pd.DataFrame) -> None:
+    """Each row as one JSON object, missing cells as null (a `--json` listing)."""
+    print_json_lines(
+        {k: (None if is_missing(v) else v) for k, v in row.items()}
+        for row in frame.to_dict("records")
+    )
+
+
 def print_table(frame: pd.DataFrame, empty: str = "(none)") -> None:
     if frame.empty:
         print(empty)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from core.cli.output import print_json, print_json_lines, print_pairs, print_table
+from core.cli.output import is_missing, print_json, print_pairs, print_records, print_table
 from core.errors import InvalidInput
 
 SPEC_HELP = (
@@ -93,10 +93,7 @@ def run_list(studio: Any, args: argparse.Namespace) -> int:
             studio.count_selection(name)
         frame = studio.list_selections(args.database)
     if args.json:
-        print_json_lines(
-            {k: (None if _is_na(v) else v) for k, v in row.items()}
-            for row in frame.to_dict("records")
-        )
+        print_records(frame)
         return 0
     if frame.empty:
         print("(no selections)")
@@ -104,8 +101,8 @@ def run_list(studio: Any, args: argparse.Namespace) -> int:
     shown = frame.assign(
         name=["  " * int(d) + ("└ " if d else "") + str(n)
               for n, d in zip(frame["name"], frame["depth"], strict=True)],
-        last_count=[("-" if _is_na(c) else f"{int(c):,}") for c in frame["last_count"]],
-        counted_at=[("-" if _is_na(t) else str(t)[:19]) for t in frame["counted_at"]],
+        last_count=[("-" if is_missing(c) else f"{int(c):,}") for c in frame["last_count"]],
+        counted_at=[("-" if is_missing(t) else str(t)[:19]) for t in frame["counted_at"]],
         sms=["yes" if u else ("on" if s else "off")
              for s, u in zip(frame["sms_enabled"], frame["usable"], strict=True)],
     )[["name", "database", "sms", "last_count", "counted_at"]]
@@ -134,15 +131,13 @@ def _register_suppress(sub: Any) -> None:
     a.add_argument("numbers", nargs="+", metavar="NUMBER")
     a.add_argument("--reason", default="manual", metavar="R",
                    help="why (default: manual; e.g. stop_reply, bounced)")
-    a.add_argument("--region", default="NL", metavar="NL",
-                   help="country for numbers without a country code (default NL)")
+    _add_region(a)
     a.set_defaults(handler=run_suppress_add)
 
     r = cmds.add_parser("remove", help="remove numbers from the suppression list",
                         description="Remove numbers (any format) from the suppression list.")
     r.add_argument("numbers", nargs="+", metavar="NUMBER")
-    r.add_argument("--region", default="NL", metavar="NL",
-                   help="country for numbers without a country code (default NL)")
+    _add_region(r)
     r.set_defaults(handler=run_suppress_remove)
 
     i = cmds.add_parser(
@@ -153,8 +148,7 @@ def _register_suppress(sub: Any) -> None:
     i.add_argument("file", metavar="FILE")
     i.add_argument("--column", metavar="C", help="the column with the numbers (guessed)")
     i.add_argument("--reason", default="imported", metavar="R", help="default: imported")
-    i.add_argument("--region", default="NL", metavar="NL",
-                   help="country for numbers without a country code (default NL)")
+    _add_region(i)
     i.set_defaults(handler=run_suppress_import)
 
     ls = cmds.add_parser("list", help="list suppressed numbers, newest first",
@@ -165,7 +159,22 @@ def _register_suppress(sub: Any) -> None:
     ls.set_defaults(handler=run_suppress_list)
 
 
-def _report_invalid(invalid: list[tuple[str, str]]) -> int:
+def _add_region(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--region", default="NL", metavar="NL",
+                        help="country for numbers without a country code (default NL)")
+
+
+def _report_numbers(summary: str, invalid: list[tuple[str, str]], any_valid: bool) -> int:
+    """Print what `suppress add|remove` did; exit 1 if some numbers were not usable.
+
+    When no number at all was usable, nothing changed: one error line instead of a summary.
+    """
+    if not any_valid:
+        raise InvalidInput(
+            "None of the numbers is a valid phone number: "
+            + "; ".join(f"{raw!r}: {why}" for raw, why in invalid)
+        )
+    print(summary)
     for raw, reason in invalid:
         print(f"error: {raw!r} is not a usable number: {reason}", file=sys.stderr)
     return 1 if invalid else 0
@@ -173,24 +182,18 @@ def _report_invalid(invalid: list[tuple[str, str]]) -> int:
 
 def run_suppress_add(studio: Any, args: argparse.Namespace) -> int:
     result = studio.suppress(args.numbers, reason=args.reason, region=args.region)
-    if not result.added and not result.already:
-        raise InvalidInput(
-            "None of the numbers is a valid phone number: "
-            + "; ".join(f"{raw!r}: {why}" for raw, why in result.invalid)
-        )
-    print(f"Added {len(result.added)}, already suppressed {len(result.already)}.")
-    return _report_invalid(result.invalid)
+    return _report_numbers(
+        f"Added {len(result.added)}, already suppressed {len(result.already)}.",
+        result.invalid, any_valid=bool(result.added or result.already),
+    )
 
 
 def run_suppress_remove(studio: Any, args: argparse.Namespace) -> int:
     result = studio.unsuppress(args.numbers, region=args.region)
-    if not result.removed and not result.not_found:
-        raise InvalidInput(
-            "None of the numbers is a valid phone number: "
-            + "; ".join(f"{raw!r}: {why}" for raw, why in result.invalid)
-        )
-    print(f"Removed {len(result.removed)}, not on the list {len(result.not_found)}.")
-    return _report_invalid(result.invalid)
+    return _report_numbers(
+        f"Removed {len(result.removed)}, not on the list {len(result.not_found)}.",
+        result.invalid, any_valid=bool(result.removed or result.not_found),
+    )
 
 
 def run_suppress_import(studio: Any, args: argparse.Namespace) -> int:
@@ -209,10 +212,7 @@ def run_suppress_import(studio: Any, args: argparse.Namespace) -> int:
 def run_suppress_list(studio: Any, args: argparse.Namespace) -> int:
     frame = studio.list_suppressions(search=args.search, limit=args.limit)
     if args.json:
-        print_json_lines(
-            {k: (None if _is_na(v) else v) for k, v in row.items()}
-            for row in frame.to_dict("records")
-        )
+        print_records(frame)
         return 0
     print_table(frame, empty="(the suppression list is empty)")
     return 0
@@ -259,12 +259,3 @@ def run_audience(studio: Any, args: argparse.Namespace) -> int:
         print("\nRecipients per country:")
         print_pairs([(k, f"{v:,}") for k, v in result.by_country.items()])
     return 0
-
-
-def _is_na(value: Any) -> bool:
-    try:
-        import pandas as pd
-
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
