@@ -6,10 +6,11 @@ change of a message (or of one of its parts) is a row, written in batches. `mess
 holds one row per message summarising its events, folded in with one set-based UPDATE per
 batch (never one per message), so statistics read one row per message instead of grouping
 millions of events. Folding is idempotent (bit sets, flags, maxima): the sender appends a
-batch's outcomes in the same commit as the next batch's `submitting`, the recorder folds them
-a moment later, and after a crash `refold_sending` folds everything of the sending mailings
-again. The views `message_status` and `sms_history` (migration 2) turn that into the words
-users see.
+batch's outcomes in the same commit as the next batch's `submitting`, the dispatcher appends
+delivery reports as they arrive, the recorder folds both a moment later, and after a crash
+`refold_sending` folds everything of the sending mailings again and `refold_reported` every
+mailing with a report its state does not show yet. The views `message_status` and
+`sms_history` (migration 2) turn that into the words users see.
 
 Event vocabulary (`message_events.event`), per part unless noted:
 
@@ -44,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from core.dispatcher import EventBatch, PartRef, PendingMessage
 from core.optout import classify_reply, normalize_address
@@ -91,6 +93,13 @@ def _register_insert(cur: Any, table: str, data: pa.Table, columns: Sequence[str
         cur.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {name}")
     finally:
         cur.unregister(name)
+
+
+def _append_rows(cur: Any, table: str, data: pa.Table) -> None:
+    """Append an Arrow table whose columns are exactly `table`'s, in order: one statement
+    (atomic on its own), without registering a view (a third cheaper for small batches,
+    which is what the sending loop writes many times a second)."""
+    cur.from_arrow(data).insert_into(table)
 
 
 def events_table(batch: EventBatch) -> pa.Table:
@@ -182,8 +191,7 @@ def append_events(storage: Storage, batch: EventBatch) -> None:
     """
     if not len(batch):
         return
-    with storage.transaction() as cur:
-        _register_insert(cur, "message_events", events_table(batch), _EVENT_SCHEMA.names)
+    _append_rows(storage.cursor(), "message_events", events_table(batch))
 
 
 _STATE_DELTA = """
@@ -220,18 +228,19 @@ _STATE_UPDATE = """
 """
 
 
-def _id_clusters(ids: np.ndarray) -> list[tuple[int, int]]:
+def _id_clusters(ids: np.ndarray, gap: int = _STATE_GAP) -> list[tuple[int, int]]:
     """Ranges of nearby ids, so each UPDATE touches few row groups (zone maps skip the rest)."""
     ids = np.unique(ids)
     if ids.size == 0:
         return []
-    cuts = np.flatnonzero(np.diff(ids) > _STATE_GAP) + 1
+    cuts = np.flatnonzero(np.diff(ids) > gap) + 1
     return [(int(chunk[0]), int(chunk[-1])) for chunk in np.split(ids, cuts)]
 
 
-def _fold(cur: Any, view: str, ids: Iterable[int]) -> None:
-    """Fold the events in `view` into `message_state` (idempotent: bits, flags, maxima)."""
-    for lo, hi in _id_clusters(np.fromiter(ids, dtype=np.int64)):
+def _fold(cur: Any, view: str, ids: np.ndarray) -> None:
+    """Fold the events in `view` into `message_state` (idempotent: bits, flags, maxima);
+    `ids` are the message ids concerned."""
+    for lo, hi in _id_clusters(np.asarray(ids, dtype=np.int64)):
         delta = _STATE_DELTA.format(view=view)
         cur.execute(_STATE_UPDATE.format(delta=delta), [lo, hi, lo, hi])
 
@@ -252,25 +261,46 @@ def record_events(
     if not len(batch) and not (fold and len(fold)) and not resolved_unmatched:
         return
     with storage.transaction() as cur:
+        tables = []
         if len(batch):
-            _register_insert(cur, "message_events", events_table(batch), _EVENT_SCHEMA.names)
-        everything = EventBatch()
-        everything.extend(batch)
-        if fold is not None:
-            everything.extend(fold)
-        changes = [i for i, e in enumerate(everything.event) if e != SUBMITTING]
-        if changes:
-            name = _view()
-            cur.register(name, events_table(everything))
-            try:
-                _fold(cur, name, (everything.message_id[i] for i in changes))
-            finally:
-                cur.unregister(name)
+            new = events_table(batch)
+            _append_rows(cur, "message_events", new)
+            tables.append(new)
+        if fold is not None and len(fold):
+            tables.append(events_table(fold))
+        everything = pa.concat_tables(tables) if tables else None
+        if everything is not None:
+            changed = everything.column("message_id").filter(
+                pc.not_equal(everything.column("event"), SUBMITTING))
+            if len(changed):
+                name = _view()
+                cur.register(name, everything)
+                try:
+                    _fold(cur, name, changed.to_numpy())
+                finally:
+                    cur.unregister(name)
         if resolved_unmatched:
             cur.execute(
                 "DELETE FROM unmatched_reports WHERE provider_id IN (SELECT unnest(?))",
                 [list(resolved_unmatched)],
             )
+
+
+def _refold(cur: Any, mailings_sql: str) -> None:
+    """Fold every event of the mailings `mailings_sql` selects (ids) again (a view cannot
+    take parameters: only constant SQL or integers go in)."""
+    cur.execute(
+        "CREATE OR REPLACE TEMP VIEW _refold AS SELECT * FROM message_events "
+        f"WHERE mailing_id IN ({mailings_sql})"
+    )
+    try:
+        bounds = cur.execute("SELECT min(message_id), max(message_id) FROM _refold").fetchall()
+        if bounds and bounds[0][0] is not None:
+            lo, hi = int(bounds[0][0]), int(bounds[0][1])
+            delta = _STATE_DELTA.format(view="_refold")
+            cur.execute(_STATE_UPDATE.format(delta=delta), [lo, hi, lo, hi])
+    finally:
+        cur.execute("DROP VIEW IF EXISTS _refold")
 
 
 def refold_sending(storage: Storage) -> None:
@@ -280,18 +310,40 @@ def refold_sending(storage: Storage) -> None:
     so folding everything again makes the state exact.
     """
     with storage.transaction() as cur:
-        cur.execute(
-            "CREATE OR REPLACE TEMP VIEW _refold AS SELECT * FROM message_events "
-            "WHERE mailing_id IN (SELECT id FROM mailings WHERE state = 'sending')"
-        )
-        try:
-            bounds = cur.execute("SELECT min(message_id), max(message_id) FROM _refold").fetchall()
-            if bounds and bounds[0][0] is not None:
-                lo, hi = int(bounds[0][0]), int(bounds[0][1])
-                delta = _STATE_DELTA.format(view="_refold")
-                cur.execute(_STATE_UPDATE.format(delta=delta), [lo, hi, lo, hi])
-        finally:
-            cur.execute("DROP VIEW IF EXISTS _refold")
+        _refold(cur, "SELECT id FROM mailings WHERE state = 'sending'")
+
+
+_REPORT_EVENTS = ("delivered", "undelivered", "expired", "failed", "report_unknown")
+
+
+def refold_reported(storage: Storage) -> list[int]:
+    """Fold again the events of every mailing with a delivery report that its messages'
+    state does not show yet; returns those mailings.
+
+    The dispatcher appends delivery reports as they arrive (so the provider can be told at
+    once that they were stored) and folds them a moment later; a crash in between leaves
+    them unfolded, in finished mailings too. Only the day before the newest event is
+    searched: what a crash leaves unfolded is seconds old.
+    """
+    events = ", ".join(f"'{e}'" for e in _REPORT_EVENTS)
+    with storage.transaction() as cur:
+        rows = cur.execute(
+            "WITH recent AS (SELECT message_id, mailing_id, part, event, ts FROM message_events "
+            f"  WHERE event IN ({events}) AND ts >= "
+            "  (SELECT max(ts) FROM message_events) - INTERVAL 1 DAY) "
+            "SELECT DISTINCT r.mailing_id FROM recent r "
+            "JOIN message_state s ON s.message_id = r.message_id "
+            "WHERE (r.event = 'delivered' AND (s.delivered_mask >> r.part) & 1 = 0) "
+            "   OR s.report_severity < CASE r.event WHEN 'failed' THEN 4 "
+            "      WHEN 'undelivered' THEN 3 WHEN 'expired' THEN 2 "
+            "      WHEN 'report_unknown' THEN 1 ELSE 0 END "
+            "   OR s.done_at IS NULL OR s.done_at < r.ts "
+            "ORDER BY 1"
+        ).fetchall()
+        mailings = [int(r[0]) for r in rows]
+        if mailings:
+            _refold(cur, ", ".join(str(m) for m in mailings))
+    return mailings
 
 
 def save_unmatched(storage: Storage, reports: EventBatch) -> None:
@@ -304,8 +356,7 @@ def save_unmatched(storage: Storage, reports: EventBatch) -> None:
         "reason": pa.array(reports.reason, pa.string()),
         "ts": pa.array(reports.ts, pa.timestamp("us")),
     })  # fmt: skip
-    with storage.transaction() as cur:
-        _register_insert(cur, "unmatched_reports", frame, frame.column_names)
+    _append_rows(storage.cursor(), "unmatched_reports", frame)
 
 
 def load_unmatched(storage: Storage, since: datetime) -> EventBatch:
@@ -400,6 +451,38 @@ def suppressed_numbers(storage: Storage, numbers: Iterable[str]) -> dict[str, st
     return dict(storage.rows(
         "SELECT e164, reason FROM suppressions WHERE e164 IN (SELECT unnest(?))", [unique]
     ))  # fmt: skip
+
+
+_SCREEN_GAP = 10_000  # message ids further apart than this are looked up as separate ranges
+
+
+def screening(storage: Storage, messages: Iterable[tuple[int, int]]
+              ) -> tuple[set[int], dict[str, str]]:  # fmt: skip
+    """What the dispatcher checks right before a batch goes out, in one query: the ids of
+    the mailings sending now, and the suppressed numbers (with the reason) among the
+    messages given as (mailing id, message id).
+
+    The numbers are looked up through the messages' id ranges rather than passed as a
+    list (a batch is nearly always a run of consecutive ids of one mailing): five times
+    cheaper with a large suppression list. The answer may name numbers of messages in those
+    ranges that are not in the batch; callers only look up their own.
+    """
+    by_mailing: dict[int, list[int]] = {}
+    for mailing_id, message_id in messages:
+        by_mailing.setdefault(int(mailing_id), []).append(int(message_id))
+    ranges: list[tuple[int, int, int]] = []
+    for mailing_id, ids in by_mailing.items():
+        for lo, hi in _id_clusters(np.asarray(ids, dtype=np.int64), _SCREEN_GAP):
+            ranges.append((mailing_id, lo, hi))
+    where = " OR ".join("(mailing_id = ? AND id BETWEEN ? AND ?)" for _ in ranges) or "false"
+    sending, suppressed = storage.rows(
+        "SELECT (SELECT list(id) FROM mailings WHERE state = 'sending'), "
+        "(SELECT list({'e164': e164, 'reason': reason}) FROM suppressions "
+        f" WHERE e164 IN (SELECT e164 FROM messages WHERE {where}))",
+        [v for r in ranges for v in r],
+    )[0]
+    return ({int(i) for i in sending or ()},
+            {r["e164"]: r["reason"] for r in suppressed or ()})  # fmt: skip
 
 
 def pending_count(storage: Storage, mailing_id: int) -> int:
@@ -632,8 +715,8 @@ class LedgerSource:
         fresh = [m for m in messages if not m.accepted]
         if not fresh:
             return {}
-        suppressed = suppressed_numbers(self.storage, (m.e164 for m in fresh))
-        sending = {mid for mid, _ in sending_mailings(self.storage)}
+        sending, suppressed = screening(self.storage, ((m.mailing_id, m.message_id)
+                                                       for m in fresh))  # fmt: skip
         out: dict[int, str | None] = {}
         for m in fresh:
             if m.mailing_id not in sending:
@@ -707,6 +790,7 @@ class LedgerSource:
     # -- recovery and completion --
     def recover(self) -> list[PartRef]:
         refold_sending(self.storage)
+        refold_reported(self.storage)
         return in_flight_parts(self.storage)
 
     def complete_mailing(self, mailing_id: int) -> bool:

@@ -221,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gateway", help="gateway URL (default: setting, env, simulator)")
     ap.add_argument("--until-done", action="store_true")
     ap.add_argument("--report-timeout", type=float, default=60.0)
-    ap.add_argument("--batch-size", type=int, default=None, help="messages per submit call")
+    ap.add_argument("--batch-size", type=int, default=None,
+                    help="messages in flight at most (what a crash can leave unknown)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")  # fmt: skip

@@ -7,6 +7,8 @@ resent, the suppression check right before a first part, recovery after a crash,
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,6 +22,7 @@ from core.dispatcher import (
     EventBatch,
     PartRef,
     PendingMessage,
+    _Recorder,
 )
 from core.gateways.base import (
     Capabilities,
@@ -489,3 +492,124 @@ def test_a_live_lease_holder_in_another_process_is_respected() -> None:
     with pytest.raises(DispatcherBusy, match="otherhost"):
         dispatcher.start()
     assert source.lease == "otherhost:123:abc"
+
+
+# -- two submit calls in flight (the threaded sender) -------------------------------------------
+
+
+class GatedGateway(FakeGateway):
+    """A FakeGateway whose submit calls wait until the test lets them return, one by one:
+    what is in flight while they run can be looked at."""
+
+    def __init__(self, clock: FakeClock, **kw: object) -> None:
+        super().__init__(clock, **kw)  # type: ignore[arg-type]
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most_running = 0
+        self.calls: list[int] = []  # messages per call, in the order they started
+        self.gates: list[threading.Event] = []
+
+    def submit(self, messages: Sequence[OutboundMessage]) -> list[PartResult]:
+        gate = threading.Event()
+        with self.lock:
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+            self.calls.append(len(messages))
+            self.gates.append(gate)
+        gate.wait(10)
+        try:
+            with self.lock:
+                return super().submit(messages)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+    def receive(self, handler: InboundHandler, timeout: float) -> int:
+        with self.lock:
+            if not self.reports:
+                batch = []
+            else:
+                batch, self.reports = self.reports, []
+        if not batch:
+            time.sleep(min(timeout, 0.01))
+            return 0
+        handler(batch)
+        return len(batch)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return predicate()
+
+
+def test_two_submit_calls_run_at_once_and_share_the_batch_size_so_a_crash_bound_holds() -> None:
+    """While one call waits for its last answers the next one already fills the window;
+    the two calls together carry at most `batch_size` messages, so a crash at any moment
+    leaves at most `batch_size` messages `submitting` without an outcome."""
+    source = MemorySource(numbered(40))
+    gateway = GatedGateway(FakeClock(), throughput=1e6, window=10)
+    dispatcher = Dispatcher(source, gateway, config=DispatcherConfig(batch_size=10))
+    dispatcher.start()
+    try:
+        assert wait_until(lambda: gateway.running == 2)
+        time.sleep(0.1)
+        assert gateway.running == 2 and gateway.calls == [5, 5]  # no third call meanwhile
+        assert sum(1 for mid, *_ in source.recover()) <= 10  # what a crash would leave
+        released = 0
+        while not source.finished:
+            with gateway.lock:
+                waiting = [g for g in gateway.gates if not g.is_set()]
+            if waiting:
+                waiting[0].set()
+                released += 1
+                time.sleep(0.01)
+                assert len(source.recover()) <= 10
+            else:
+                time.sleep(0.005)
+            assert released <= 20, "more calls than the 40 messages need"
+    finally:
+        for g in gateway.gates:
+            g.set()
+        dispatcher.stop()
+    assert gateway.most_running == 2
+    assert sorted(mid for mid, *_ in gateway.sent) == list(range(1, 41))
+    assert source.recover() == []  # every `submitting` has its outcome
+    assert source.finished == [1]
+
+
+def test_delivery_reports_are_stored_at_once_and_folded_with_the_next_group_commit() -> None:
+    """The receiver acknowledges a report only once it is stored, and an SMSC whose
+    receipts stay unanswered slows down: reports are appended within `report_interval`
+    rather than waiting for the (more expensive) group commit that folds them."""
+    source = MemorySource(numbered(1))
+    folded: list[EventBatch] = []
+    record = source.record
+
+    def spy(batch: EventBatch, *, fold: EventBatch | None = None,
+            resolved_unmatched: Sequence[str] = ()) -> None:  # fmt: skip
+        folded.append(fold or EventBatch())
+        record(batch, fold=fold, resolved_unmatched=resolved_unmatched)
+
+    source.record = spy  # type: ignore[method-assign]
+    config = DispatcherConfig(record_interval=3600.0, report_interval=0.0)
+    clock = FakeClock()
+    rec = _Recorder(source, clock.wall, config, time.monotonic)
+    rec.start()
+    try:
+        rec.flush()  # a group commit just happened: the next one is an hour away
+        rec.learn_results([PartResult(1, 0, "accepted", "p-1")], {1: 1})
+        t0 = time.monotonic()
+        rec.inbound([DeliveryReport("p-1", "delivered")])  # returns once stored
+        assert time.monotonic() - t0 < 1.0
+        assert [(e[0], e[2], e[3], e[4]) for e in source.events] == [(1, 0, "delivered", "p-1")]
+        assert not any(len(b) for b in folded)  # not folded yet
+        rec.flush()
+        assert [(row[0], row[3]) for row in folded[-1].rows()] == [(1, "delivered")]
+        assert len(source.events) == 1  # folded, not appended twice
+    finally:
+        rec.stop()
+    assert rec.reports == 1 and source.unmatched == []

@@ -211,3 +211,33 @@ def test_a_stop_reply_during_a_mailing_stops_every_later_message_to_that_number(
     for mid in (first, second, third):
         assert app.mailing_progress(mid)["queued"] == 0
     app.close()
+
+
+def test_receipts_are_acknowledged_within_a_fraction_of_a_second_while_sending(
+    tmp_path: Path,
+) -> None:  # fmt: skip
+    """An SMSC waits for each deliver_sm_resp, and one that waits long slows down. Receipts
+    are stored (and so acknowledged) every `report_interval`, not only when a batch's
+    submit returns or the group commit comes."""
+    app = make_app(tmp_path, 1200)
+    rate = 400
+    with TestSMSC() as smsc:
+        mid = launch(app)
+        dispatcher = start_dispatcher(app, gateway_url=smsc.url(window=10, rate=rate))
+        waiting: list[int] = []
+        try:
+            deadline = time.monotonic() + 30
+            while app.get_mailing(mid)["state"] != "finished" and time.monotonic() < deadline:
+                sent = sum(1 for p in smsc.received if p.status == ESME_ROK)
+                if 200 <= sent <= 1000:  # sending at full pace
+                    waiting.append(sent - len(smsc.deliveries))
+                time.sleep(0.02)
+            wait_finished(app, dispatcher, [mid])
+        finally:
+            dispatcher.stop()
+    assert len(waiting) > 20
+    waiting.sort()
+    median = waiting[len(waiting) // 2]
+    assert median < rate * 0.3, waiting  # unacknowledged for ~0.1 s, not 0.5-1 s as before
+    assert app.mailing_progress(mid)["delivered"] == 1200
+    app.close()

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import struct
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -235,3 +236,37 @@ def test_mo_text_decoding_by_data_coding() -> None:
     assert _decode_text(3, "Arrêt".encode("latin-1"), None) == "Arrêt"
     assert _decode_text(0xF0, gsm_codec.encode("Hi"), None) == "Hi"
     assert _decode_text(0, b"\x1b\x73", "turkish") == "ş"
+
+
+RECEIPT_KEYS = ("id", "sub", "dlvrd", "submit date", "done date", "stat", "err")
+RECEIPT_WORD = st.text(alphabet="0123456789ABCDEFabcdef-_", max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.fixed_dictionaries({
+        "id": RECEIPT_WORD, "sub": RECEIPT_WORD, "dlvrd": RECEIPT_WORD,
+        "submit date": RECEIPT_WORD,
+        "done date": st.sampled_from(["2611242201", "261124220159", "", "26112422"]),
+        "stat": st.sampled_from(["DELIVRD", "UNDELIV", "EXPIRED", "REJECTD", "ACCEPTD",
+                                 "UNKNOWN", "", "DELIVERED", "FAILD"]),
+        "err": st.sampled_from(["000", "001", "0", "", "12"]),
+    }),
+    rid=st.none() | st.sampled_from(["", "ABC", " XY\0"]),
+    state=st.none() | st.integers(0, 9),
+    net=st.none() | st.binary(min_size=3, max_size=3),
+)
+def test_a_receipt_in_the_standard_layout_reads_like_the_same_fields_in_any_layout(
+    values: dict[str, str], rid: str | None, state: int | None, net: bytes | None
+) -> None:
+    """The standard layout is read with one regular expression (receipts come by the
+    thousand), any other layout field by field: both must give the same report."""
+    standard = " ".join(f"{k}:{values[k]}" for k in RECEIPT_KEYS) + " text:Hello"
+    other = "  ".join(f"{k.upper()}: {values[k]}" for k in reversed(RECEIPT_KEYS))
+    kw = {"receipted_message_id": rid, "message_state": state, "network_error": net}
+    fast = smpp_wire.delivery_report(standard, **kw)  # type: ignore[arg-type]
+    slow = smpp_wire.delivery_report(other, **kw)  # type: ignore[arg-type]
+    assert (fast is None) == (slow is None)
+    if fast is not None and slow is not None:
+        assert replace(fast, raw=None) == replace(slow, raw=None)
+        assert fast.raw == standard

@@ -400,6 +400,62 @@ def test_outcomes_stored_but_not_yet_folded_are_folded_when_sending_resumes(
     assert app.mailing_results(mid)["status"].iloc[0] == "submitted"
 
 
+def test_reports_stored_but_not_yet_folded_are_folded_after_a_crash_in_finished_mailings(
+    app: Studio,
+) -> None:  # fmt: skip
+    """The dispatcher appends delivery reports at once (so the SMSC hears quickly that they
+    are stored) and folds them a moment later; reports keep coming after a mailing
+    finished, so recovery must find them in any mailing, not only in those sending."""
+    mid = launch(app)
+    ids = [r[0] for r in app.storage.rows("SELECT id FROM messages ORDER BY id")]
+    now = app.clock()
+    sent = EventBatch()
+    for k, i in enumerate(ids):
+        sent.add(i, mid, 0, "submitting", None, None, now)
+        sent.add(i, mid, 0, "submitted", f"pid-{k}", None, now)
+    ledger.record_events(app.storage, sent)
+    assert ledger.complete_mailing(app.storage, mid, now)
+    later = now + timedelta(seconds=5)
+    reports = EventBatch()
+    reports.add(ids[0], mid, 0, "delivered", "pid-0", None, later)
+    reports.add(ids[1], mid, 0, "undelivered", "pid-1", "err:001", later)
+    ledger.record_events(app.storage, reports)  # folded: nothing to do for these
+    unfolded = EventBatch()
+    unfolded.add(ids[2], mid, 0, "delivered", "pid-2", None, later)
+    unfolded.add(ids[3], mid, 0, "failed", "pid-3", "err:005", later)
+    ledger.append_events(app.storage, unfolded)  # the process died before the fold
+    status = dict(zip(app.mailing_results(mid)["e164"], app.mailing_results(mid)["status"],
+                      strict=True))  # fmt: skip
+    assert sorted(status.values()).count("submitted") == len(ids) - 2
+    assert ledger.refold_reported(app.storage) == [mid]
+    results = app.mailing_results(mid).set_index("e164")
+    assert list(results["status"].iloc[:4]) == ["delivered", "undelivered", "delivered",
+                                                 "failed"]  # fmt: skip
+    assert results["reason"].iloc[3] == "err:005"
+    assert ledger.refold_reported(app.storage) == []  # nothing left to fold
+
+
+def test_the_suppression_check_before_a_batch_finds_numbers_suppressed_meanwhile(
+    app: Studio,
+) -> None:  # fmt: skip
+    mid = launch(app)
+    rows = app.storage.rows("SELECT id, e164 FROM messages WHERE mailing_id = ? ORDER BY id",
+                            [mid])  # fmt: skip
+    (first, first_e164), (last, last_e164) = rows[0], rows[-1]
+    app.suppress([first_e164, last_e164], reason="stop_reply", source="reply", mailing_id=mid)
+    source = LedgerSource(app)
+    batch = source.next_messages(mid, 0, 100)[0]
+    assert {m.message_id for m in batch} == {r[0] for r in rows}  # the snapshot had them
+    blocked = source.blocked(batch)
+    assert set(blocked) == {first, last}
+    assert all("stop_reply" in (reason or "") for reason in blocked.values())
+    # a retry far from the others is looked up in a range of its own
+    sending, suppressed = ledger.screening(app.storage, [(mid, first), (mid, first + 10**6)])
+    assert sending == {mid} and suppressed == {first_e164: "stop_reply"}
+    app.storage.execute("UPDATE mailings SET state = 'paused' WHERE id = ?", [mid])
+    assert source.blocked(batch) == dict.fromkeys((m.message_id for m in batch), None)
+
+
 # -- the lease -----------------------------------------------------------------------------------
 
 

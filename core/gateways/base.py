@@ -65,6 +65,10 @@ class Capabilities:
     window: int = 1  # requests the gateway keeps outstanding; submit batches >= this pay off
     delivery_reports: bool = True  # whether DeliveryReports will arrive at all
     inbound: bool = True  # whether replies (InboundMessage) can arrive
+    # Whether `submit` takes `on_results` (see Gateway.submit): results handed over as the
+    # provider answers, so delivery reports that overtake the end of a long call can be
+    # matched to their part at once.
+    early_results: bool = False
 
 
 @dataclass(frozen=True)
@@ -127,6 +131,7 @@ class InboundMessage:
 
 InboundEvent = DeliveryReport | InboundMessage
 InboundHandler = Callable[[Sequence[InboundEvent]], None]
+ResultsHandler = Callable[[Sequence[PartResult]], None]
 
 
 class GatewayError(Exception):
@@ -168,6 +173,14 @@ class Gateway(Protocol):
         too (sending them would produce half a message). When the gateway is not connected
         and cannot reconnect yet, every part is `transient` with error "not connected: ...".
         Results come back in no particular order; match them on (message_id, part_index).
+
+        A gateway whose `capabilities.early_results` is true also accepts a keyword
+        `on_results` (a `ResultsHandler`): it is called with the results known so far, each
+        result once, at the latest before an inbound event read after them is handed to a
+        `receive` handler and before `submit` returns. It may run in another thread (the
+        one reading for this call, or a `receive` caller) while the gateway holds its lock,
+        so it must be quick and must not call the gateway. Every result is still in the
+        returned list.
         """
 
     def receive(self, handler: InboundHandler, timeout: float) -> int:

@@ -17,11 +17,18 @@ its last answers for our delayed ACK, 40 ms at the end of every batch.
 How a batch goes out (`submit`): parts of one message go one after the other (the next part
 is sent when the previous one's response came), different messages interleave up to
 `window` outstanding submit_sm, and a token bucket keeps to `rate` segments per second
-(burst: the window). The submit_sm of one round go out in one write. Responses are matched
-by sequence number; concurrent `submit` calls share the window. Events that arrive meanwhile
-(receipts, replies) are parsed and held *unacknowledged* until `receive` hands them to its
-handler; only then is the deliver_sm_resp sent (ESME_ROK, or ESME_RX_T_APPN if the handler
-raised, so the SMSC delivers it again later).
+(burst: the window). The submit_sm of one round go out in one write; while requests are
+outstanding the window is refilled once a fifth of it is free, not after every answer
+(fewer, larger writes and reads on both sides: each one wakes a thread). Responses are
+matched by sequence number. Concurrent `submit` calls share the window: one thread at a
+time drives the connection and fills the window from every call, oldest first, so a second
+call keeps the window full while the first waits for its last answers (the dispatcher
+keeps two calls running for that). The lock is not held while waiting for the socket.
+`on_results` (`capabilities.early_results`) hands a call's results over while it runs, so
+receipts overtaking the end of a long call can be matched to their part at once. Events
+that arrive meanwhile (receipts, replies) are parsed and held *unacknowledged* until
+`receive` hands them to its handler; only then is the deliver_sm_resp sent (ESME_ROK, or
+ESME_RX_T_APPN if the handler raised, so the SMSC delivers it again later).
 
 When the connection drops: parts whose submit_sm was written but not answered are
 `unknown` (never resent), as are the later parts of their messages; parts not yet written
@@ -41,6 +48,7 @@ import math
 import select
 import socket
 import ssl
+import struct
 import threading
 import time
 from collections import deque
@@ -59,6 +67,7 @@ from .base import (
     InboundMessage,
     OutboundMessage,
     PartResult,
+    ResultsHandler,
     SubmitStatus,
 )
 from .config import GatewayConfig, Secret, redact
@@ -80,6 +89,8 @@ _RECEIPT_TYPES = (0x04, 0x08, 0x10, 0x20)  # esm_class message types that carry 
 _GATHER_SECONDS = 0.02
 _GATHER_MAX = 2000
 _QUICKACK = getattr(socket, "TCP_QUICKACK", 0)
+_HEADER_UNPACK = struct.Struct(">IIII").unpack_from
+_LENGTH_UNPACK = struct.Struct(">I").unpack_from
 
 
 class _Dropped(Exception):
@@ -103,14 +114,21 @@ class _Msg:
 class _Call:
     """State of one `submit` call: its results, what is left to send, what is in flight."""
 
-    __slots__ = ("halted", "inflight", "opened", "results", "todo")
+    __slots__ = ("halted", "inflight", "notified", "on_results", "results", "todo")
 
-    def __init__(self) -> None:
+    def __init__(self, on_results: ResultsHandler | None = None) -> None:
         self.results: list[PartResult] = []
         self.todo: deque[_Msg] = deque()
         self.halted: str | None = None  # why no more parts are sent (throttling)
         self.inflight = 0
-        self.opened = 0.0  # when the window last went from empty to non-empty
+        self.on_results = on_results
+        self.notified = 0  # results handed to `on_results` so far
+
+    def done(self) -> bool:
+        return self.inflight == 0 and (not self.todo or self.halted is not None)
+
+    def sendable(self) -> bool:
+        return bool(self.todo) and self.halted is None
 
 
 class SmppGateway:
@@ -148,14 +166,26 @@ class SmppGateway:
             window=self.window,
             delivery_reports=self.registered_delivery,
             inbound=True,
+            early_results=True,
         )
         self._clock = clock
         self._lock = threading.RLock()
         # Notified when events are held or the connection changes: receive() waits on it
         # while a submit() in another thread is the one reading the socket.
         self._cond = threading.Condition(self._lock)
+        # Notified when a call is done or the driving thread leaves: the threads of other
+        # concurrent submit() calls wait on it (not on `_cond`, which every read wakes).
+        self._calls_cond = threading.Condition(self._lock)
         self._waiting: dict[int, tuple[_Call, _Msg, int]] = {}  # submit_sm seq -> its part
         self._submitting = 0
+        self._calls: list[_Call] = []  # submit calls running, oldest first
+        self._driver: _Call | None = None  # the call whose thread drives the connection now
+        self._opened = 0.0  # when the window last went from empty to non-empty
+        self._heads: dict[str, bytes | str] = {}  # sender -> submit_sm head, or refusal
+        # While requests are outstanding, the window is refilled once a fifth of it is free
+        # rather than after every answer: fewer, larger writes and reads on both sides
+        # (each costs a wake-up), at the same throughput.
+        self._min_fill = max(1, self.window // 5)
         self._receivers = 0
         self._client: smpp_client.Client | None = None
         self._sock: socket.socket | None = None
@@ -268,6 +298,7 @@ class SmppGateway:
         self.last_error = reason
         self._retry_at = self._clock() if self._backoff == 0 else self._clock() + self._backoff
         self._cond.notify_all()
+        self._calls_cond.notify_all()
         log.warning("SMPP connection to %s lost: %s", self.url, reason)
 
     def _fail_waiting(self, reason: str) -> None:
@@ -306,11 +337,15 @@ class SmppGateway:
             self._client, self._sock = None, None
             self._unacked.clear()
             self._cond.notify_all()
+            self._calls_cond.notify_all()
 
     # -- reading -----------------------------------------------------------------------------
 
-    def _read(self, timeout: float, *, ack_now: bool = False) -> tuple[list[bytes], str | None]:
+    def _read(
+        self, timeout: float, *, ack_now: bool = False, ready: bool = False
+    ) -> tuple[list[bytes], str | None]:
         """Complete PDUs available within `timeout`, and a reason if the link dropped.
+        `ready`: the caller saw the socket readable (no need to wait for it).
 
         `ack_now`: acknowledge the received TCP segments at once (TCP_QUICKACK) rather than
         up to 40 ms later. Used when only answers are awaited: with nothing of ours to carry
@@ -324,7 +359,8 @@ class SmppGateway:
         if not self._has_pdu():
             pending_tls = isinstance(sock, ssl.SSLSocket) and sock.pending() > 0
             try:
-                readable = pending_tls or bool(select.select([sock], [], [], max(timeout, 0))[0])
+                readable = ready or pending_tls or \
+                    bool(select.select([sock], [], [], max(timeout, 0))[0])  # fmt: skip
                 if readable:
                     data = sock.recv(1 << 18)
                     if ack_now and _QUICKACK and data:
@@ -340,15 +376,19 @@ class SmppGateway:
                 dropped = f"read failed: {exc}"
         pdus: list[bytes] = []
         buf = self._rbuf
+        size = len(buf)
+        if size < 16:
+            return pdus, dropped
+        data = bytes(buf)  # one copy; each PDU is then one slice of it
         pos = 0
-        while len(buf) - pos >= 16:
-            length = int.from_bytes(buf[pos : pos + 4], "big")
+        while size - pos >= 16:
+            length = _LENGTH_UNPACK(data, pos)[0]
             if not 16 <= length <= _MAX_PDU:
                 dropped = f"malformed PDU (command_length {length})"
                 break
-            if len(buf) - pos < length:
+            if size - pos < length:
                 break
-            pdus.append(bytes(buf[pos : pos + length]))
+            pdus.append(data[pos : pos + length])
             pos += length
         del buf[:pos]
         return pdus, dropped
@@ -367,13 +407,38 @@ class SmppGateway:
             raise _Dropped(f"write failed: {exc}") from None
 
     def _handle_all(self, pdus: list[bytes]) -> None:
-        """Act on PDUs read together; wake a waiting receive() once if events were held."""
+        """Act on PDUs read together; wake a waiting receive() once if events were held,
+        and the threads of calls that are now done."""
         held = len(self._unacked)
+        unpack = _HEADER_UNPACK
         for raw in pdus:
-            self._handle_incoming(raw)
+            _, command_id, status, seq = unpack(raw)
+            if command_id == smpp_wire.SUBMIT_SM_RESP:  # the two by the thousand first
+                self._on_response(command_id, status, seq, raw)
+            elif command_id == smpp_wire.DELIVER_SM:
+                self._on_deliver(raw, command_id, seq)
+            else:
+                self._handle_incoming(raw)
+        wake = False
+        for call in self._calls:
+            if call is not self._driver and call.done():
+                wake = True
+        if wake:
+            self._calls_cond.notify_all()
         now_held = len(self._unacked)
         if now_held > held and (held == 0 or held < _GATHER_MAX <= now_held):
             self._cond.notify_all()
+
+    @staticmethod
+    def _hand_over(call: _Call) -> None:
+        """Give `on_results` the results it has not seen yet."""
+        if call.on_results is not None and len(call.results) > call.notified:
+            fresh = call.results[call.notified :]
+            call.notified = len(call.results)
+            try:
+                call.on_results(fresh)
+            except Exception:  # the caller's bug must not break the connection
+                log.exception("on_results failed")
 
     def _handle_incoming(self, raw: bytes) -> None:
         """Act on one PDU from the SMSC, whichever thread read it."""
@@ -454,8 +519,14 @@ class SmppGateway:
 
     # -- submit ------------------------------------------------------------------------------
 
-    def submit(self, messages: Sequence[OutboundMessage]) -> list[PartResult]:
-        call = _Call()
+    def submit(
+        self, messages: Sequence[OutboundMessage], *, on_results: ResultsHandler | None = None
+    ) -> list[PartResult]:
+        """See `Gateway.submit`. Concurrent calls share the window: whichever call's thread
+        holds the connection fills the window from every call, oldest call first, so a
+        second call keeps the window full while the first waits for its last answers.
+        `on_results` gets results as the SMSC answers (see `Gateway.submit`)."""
+        call = _Call(on_results)
         for m in messages:
             pending = m.pending_parts()
             if any(not 0 <= p < len(m.parts) for p in pending):
@@ -474,84 +545,124 @@ class SmppGateway:
                 self._finish(call, "transient", f"not connected: {self.last_error}")
                 return call.results
             self._submitting += 1
+            self._calls.append(call)
         try:
             self._run(call)
         finally:
             with self._lock:
+                self._hand_over(call)  # the rest (refusals, unknowns), before returning
                 self._submitting -= 1
+                self._calls.remove(call)
+                if self._driver is call:
+                    self._driver = None
                 self._cond.notify_all()
+                self._calls_cond.notify_all()
         return call.results
 
     def _run(self, call: _Call) -> None:
-        """Send and read in rounds of at most ~50 ms under the lock, so a receive() in
-        another thread can hand over and acknowledge events between rounds."""
+        """Send and read in rounds of at most ~50 ms. The lock is held while sending and
+        while handling what was read, not while waiting for the socket, so a receive() in
+        another thread can hand over and acknowledge events at any moment.
+
+        One thread at a time drives the connection (fills the window for every call, reads
+        every answer): only it reads the socket while calls run. The threads of other calls
+        wait on `_calls_cond` until their call is done or the driver leaves.
+        """
         first = True
         while True:
             with self._lock:
-                if self._sock is None:  # lost, here or in another thread
+                if call.done():
+                    break
+                sock = self._sock
+                if sock is None:  # lost, here or in another thread
                     self._finish(call, "transient", f"not connected: {self.last_error}")
                     return
+                if self._driver is not None and self._driver is not call:
+                    self._calls_cond.wait(0.05)  # notified when a call is done or the driver leaves
+                    continue
+                self._driver = call
                 try:
                     if first:
                         self._keepalive()
                         first = False
-                    self._fill(call)
-                    if call.inflight == 0 and (not call.todo or call.halted is not None):
-                        break
-                    wait = 0.05 if call.inflight else min(self._token_wait(), 0.05)
-                    tail = call.inflight > 0 and (not call.todo or call.halted is not None)
-                    pdus, why = self._read(wait, ack_now=tail)
+                    self._fill()
+                except _Dropped as exc:
+                    self._lost(str(exc))
+                    self._finish(call, "transient", f"not connected: {exc}")
+                    return
+                if call.done():
+                    break
+                sendable = any(c.sendable() for c in self._calls)
+                wait = 0.05 if self._waiting or not sendable else \
+                    min(self._token_wait(), 0.05)  # fmt: skip
+                tail = bool(self._waiting) and not sendable
+                ready = self._has_pdu() or (isinstance(sock, ssl.SSLSocket) and sock.pending() > 0)
+            if not ready:
+                with contextlib.suppress(OSError, ValueError):  # closed meanwhile: see below
+                    ready = bool(select.select([sock], [], [], wait)[0])
+            with self._lock:
+                if self._sock is not sock:  # lost (and perhaps reconnected) meanwhile
+                    continue
+                try:
+                    pdus, why = self._read(0.0, ack_now=tail, ready=ready)
                     self._handle_all(pdus)
                     if why:
                         raise _Dropped(why)
-                    silent = self._clock() - max(self._last_rx, call.opened)
-                    if call.inflight and silent > self.timeout:
+                    silent = self._clock() - max(self._last_rx, self._opened)
+                    if self._waiting and silent > self.timeout:
                         raise _Dropped(f"no response within {self.timeout:g} s")
                 except _Dropped as exc:
                     self._lost(str(exc))
                     self._finish(call, "transient", f"not connected: {exc}")
                     return
-            if self._receivers:
-                time.sleep(0)  # let a waiting receive() take the lock
         if call.halted is not None:
             self._finish(call, "throttled", call.halted)
 
-    def _fill(self, call: _Call) -> None:
-        """Send parts while the window and the rate allow, in one write. Raises _Dropped.
+    def _fill(self) -> None:
+        """Send parts while the window and the rate allow, in one write, from every call
+        (oldest first). Raises _Dropped.
 
         One write per round, not one per PDU: on loopback a send costs about as much as
         building the PDU. If the write fails part-way, the PDUs written completely count as
         in flight (their answer is `unknown`), the others go back to be sent later.
         """
         room = self.window - len(self._waiting)
-        out: list[tuple[_Msg, int, int, bytes]] = []  # (message, part, sequence, PDU)
-        while call.todo and call.halted is None and len(out) < room:
-            if not self._take_token():
+        if room <= 0 or (room < self._min_fill and self._waiting):
+            return  # refill in chunks: fewer, larger writes, for us and for the SMSC
+        room = min(room, self._tokens_now())  # the rate: one token per part
+        out: list[tuple[_Call, _Msg, int, int, bytes]] = []  # (call, message, part, seq, PDU)
+        for call in self._calls:
+            todo = call.todo
+            while todo and call.halted is None and len(out) < room:
+                st = todo.popleft()
+                p = st.queue.popleft()
+                try:
+                    pdu, seq = self._encode(st.msg, p)
+                except _Refused as exc:
+                    mid = st.msg.message_id
+                    call.results.append(PartResult(mid, p, "permanent", error=str(exc)))
+                    why = f"not sent: part {p + 1} refused ({exc})"
+                    call.results.extend(
+                        PartResult(mid, q, "permanent", error=why) for q in st.queue
+                    )
+                    st.queue.clear()
+                    continue
+                out.append((call, st, p, seq, pdu))
+            if len(out) >= room:
                 break
-            st = call.todo.popleft()
-            p = st.queue.popleft()
-            try:
-                pdu, seq = self._encode(st.msg, p)
-            except _Refused as exc:
-                self._tokens += 1
-                mid = st.msg.message_id
-                call.results.append(PartResult(mid, p, "permanent", error=str(exc)))
-                why = f"not sent: part {p + 1} refused ({exc})"
-                call.results.extend(PartResult(mid, q, "permanent", error=why) for q in st.queue)
-                st.queue.clear()
-                continue
-            out.append((st, p, seq, pdu))
         if not out:
             return
-        if call.inflight == 0:  # the response timeout runs from the first request
-            call.opened = self._clock()
-        written, failure = self._write([pdu for _, _, _, pdu in out])
+        self._tokens -= len(out)
         waiting = self._waiting
-        for st, p, seq, _ in out[:written]:
+        if not waiting:  # the response timeout runs from the first request
+            self._opened = self._clock()
+        written, failure = self._write([entry[4] for entry in out])
+        for call, st, p, seq, _ in out[:written]:
             waiting[seq] = (call, st, p)
-        call.inflight += written
+            call.inflight += 1
         if failure is not None:
-            for st, p, _, _ in reversed(out[written:]):  # not (completely) written: resendable
+            self._tokens += len(out) - written
+            for call, st, p, _, _ in reversed(out[written:]):  # not written whole: resendable
                 st.queue.appendleft(p)
                 call.todo.appendleft(st)
             raise _Dropped(failure)
@@ -592,6 +703,14 @@ class SmppGateway:
         call.inflight -= 1
         mid = st.msg.message_id
         results = call.results
+        if status == 0 and command_id == smpp_wire.SUBMIT_SM_RESP and len(raw) > 16:
+            end = raw.find(b"\0", 16)  # the message_id, the common case inline
+            pid = raw[16 : end if end >= 0 else len(raw)].decode("ascii", errors="replace")
+            if pid:
+                results.append(PartResult(mid, p, "accepted", pid))
+                if st.queue:
+                    call.todo.appendleft(st)
+                return
         verdict: SubmitStatus = smpp_wire.classify_status(status)  # type: ignore[assignment]
         if verdict == "accepted" and command_id == smpp_wire.SUBMIT_SM_RESP:
             pid = smpp_wire.submit_sm_resp_id(raw)
@@ -679,51 +798,69 @@ class SmppGateway:
                 raise _Refused(f"unknown encoding {m.encoding!r}")
         except gsm_codec.GsmEncodeError as exc:
             raise _Refused(f"part {index + 1} is not GSM-7: {exc}") from None
-        udh = build_udh(
+        udh = b"" if total == 1 and nli is None else build_udh(
             ref=m.concat_ref if total > 1 else None,
             total=total,
             seq=index + 1,
             national_language=nli,
-        )
+        )  # fmt: skip
         if data_coding == 0:
             limit = 160 - math.ceil(len(udh) * 8 / 7)
             if len(payload) > limit:
                 raise _Refused(f"part {index + 1} has {len(payload)} septets (max {limit})")
         elif len(payload) + len(udh) > 140:
             raise _Refused(f"part {index + 1} has {len(payload)} octets (max {140 - len(udh)})")
-        ton, npi, src, dest = self._addresses(m)
+        head = self._heads.get(m.sender)
+        if head is None:
+            head = self._head(m)
+        if isinstance(head, str):
+            raise _Refused(head)
         assert self._client is not None
         seq = self._client.next_sequence()
         try:
-            pdu = smpp_wire.submit_sm(
+            pdu = smpp_wire.submit_sm_from_head(
                 seq,
-                source_addr=src,
-                source_ton=ton,
-                source_npi=npi,
-                destination_addr=dest,
-                dest_ton=self._opts["dest_ton"],
-                dest_npi=self._opts["dest_npi"],
-                short_message=udh + payload,
+                head,
+                m.to.lstrip("+"),
+                udh + payload if udh else payload,
                 esm_class=0x40 if udh else 0x00,
                 data_coding=data_coding,
                 registered_delivery=1 if (m.register_delivery and self.registered_delivery) else 0,
-                service_type=self._opts["service_type"],
             )
-        except (ValueError, UnicodeEncodeError) as exc:
+        except ValueError as exc:  # UnicodeEncodeError included
             raise _Refused(str(exc)) from None
         return pdu, seq
 
+    def _head(self, m: OutboundMessage) -> bytes | str:
+        """The submit_sm octets that depend on the sender only, or why the sender cannot be
+        used: built once per sender (a mailing has one)."""
+        head: bytes | str
+        try:
+            ton, npi, src, _ = self._addresses(m)
+            head = smpp_wire.submit_sm_head(
+                source_addr=src,
+                source_ton=ton,
+                source_npi=npi,
+                dest_ton=self._opts["dest_ton"],
+                dest_npi=self._opts["dest_npi"],
+                service_type=self._opts["service_type"],
+            )
+        except (_Refused, ValueError) as exc:  # UnicodeEncodeError included
+            head = str(exc)
+        if len(self._heads) >= 1000:
+            self._heads.clear()
+        self._heads[m.sender] = head
+        return head
+
     # -- pacing ------------------------------------------------------------------------------
 
-    def _take_token(self) -> bool:
+    def _tokens_now(self) -> int:
+        """Whole tokens available now (the bucket refilled at `rate`, up to the burst)."""
         now = self._clock()
         burst = float(min(self.window, max(self.rate, 1.0)))
         self._tokens = min(burst, self._tokens + (now - self._tokens_at) * self.rate)
         self._tokens_at = now
-        if self._tokens >= 1.0:
-            self._tokens -= 1.0
-            return True
-        return False
+        return int(self._tokens + 1e-9)
 
     def _token_wait(self) -> float:
         return max((1.0 - self._tokens) / self.rate, 0.0005)
@@ -780,6 +917,9 @@ class SmppGateway:
                         break
             except _Dropped as exc:
                 self._lost(str(exc))
+        if self._unacked:
+            for call in self._calls:  # the results read before these events, first
+                self._hand_over(call)
         batch, self._unacked = self._unacked, []
         return batch, self._generation
 

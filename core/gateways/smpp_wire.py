@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from smpplib import consts as _consts
 
@@ -131,19 +130,62 @@ def submit_sm(
     validity_period: str = "",
 ) -> bytes:
     """A complete submit_sm PDU. Raises ValueError for a field SMPP cannot carry."""
-    if len(short_message) > 254:
-        raise ValueError(f"short_message of {len(short_message)} octets exceeds 254")
-    body = b"".join(
+    head = submit_sm_head(
+        source_addr=source_addr, source_ton=source_ton, source_npi=source_npi,
+        dest_ton=dest_ton, dest_npi=dest_npi, service_type=service_type,
+    )  # fmt: skip
+    return submit_sm_from_head(
+        sequence, head, destination_addr, short_message, esm_class=esm_class,
+        data_coding=data_coding, registered_delivery=registered_delivery,
+        validity_period=validity_period,
+    )  # fmt: skip
+
+
+def submit_sm_head(
+    *,
+    source_addr: str,
+    source_ton: int,
+    source_npi: int,
+    dest_ton: int,
+    dest_npi: int,
+    service_type: str = "",
+) -> bytes:
+    """The fields of a submit_sm before destination_addr: the same for every message from
+    one sender, so a client can build them once per sender (`submit_sm_from_head`)."""
+    return b"".join(
         (
             _cstr(service_type, 6, "service_type"),
             bytes((source_ton, source_npi)),
             _cstr(source_addr, 21, "source address"),
             bytes((dest_ton, dest_npi)),
+        )
+    )
+
+
+def submit_sm_from_head(
+    sequence: int,
+    head: bytes,
+    destination_addr: str,
+    short_message: bytes,
+    *,
+    esm_class: int = 0,
+    data_coding: int = 0,
+    registered_delivery: int = 0,
+    validity_period: str = "",
+) -> bytes:
+    """A complete submit_sm PDU from `submit_sm_head`'s octets and the rest of the fields.
+    Raises ValueError for a field SMPP cannot carry."""
+    size = len(short_message)
+    if size > 254:
+        raise ValueError(f"short_message of {size} octets exceeds 254")
+    body = b"".join(
+        (
+            head,
             _cstr(destination_addr, 21, "destination address"),
-            bytes((esm_class, 0, 0)),  # esm_class, protocol_id, priority_flag
-            b"\0",  # schedule_delivery_time: immediate
-            _cstr(validity_period, 17, "validity_period"),
-            bytes((registered_delivery, 0, data_coding, 0, len(short_message))),
+            # esm_class, protocol_id, priority_flag; schedule_delivery_time: immediate
+            bytes((esm_class, 0, 0, 0)),
+            _cstr(validity_period, 17, "validity_period") if validity_period else b"\0",
+            bytes((registered_delivery, 0, data_coding, 0, size)),
             short_message,
         )
     )
@@ -243,21 +285,29 @@ def delivery_report(
     network_error: bytes | None = None,
 ) -> DeliveryReport | None:
     """A DeliveryReport from a receipt's text and TLVs (TLVs win), or None without an id."""
-    fields = parse_receipt_text(text)
-    provider_id = (receipted_message_id or "").strip("\0 ").strip() or fields.get("id")
+    m = _STANDARD_RECEIPT.match(text)  # the common layout: no dict of fields needed
+    if m is not None:
+        text_id, done, stat_text, err = m.group(1, 5, 6, 7)
+    else:
+        fields = parse_receipt_text_general(text)
+        text_id, done, stat_text, err = (fields.get("id"), fields.get("done date"),
+                                         fields.get("stat"), fields.get("err"))  # fmt: skip
+    provider_id = (receipted_message_id.strip("\0 ").strip() if receipted_message_id else "") \
+        or text_id  # fmt: skip
     if not provider_id:
         return None
     state: DeliveryState | None = None
     if message_state is not None:
         state = MESSAGE_STATES.get(message_state)
     if state is None:
-        stat = fields.get("stat", "").upper()
+        stat = (stat_text or "").upper()
         state = _STAT_STATES.get(stat)
         if state is None:
             state = next(
                 (v for k, v in _STAT_STATES.items() if stat.startswith(k[:5]) and stat), "unknown"
             )
-    err = fields.get("err")
+    if state == "delivered" and not network_error and not (err and err.strip("0")):
+        return DeliveryReport(provider_id, state, None, parse_receipt_date(done), text)
     reason_bits = []
     if err and err.strip("0"):
         reason_bits.append(f"err:{err}")
@@ -267,19 +317,19 @@ def delivery_report(
         if code:
             reason_bits.append(f"{kind} network error {code}")
     if state != "delivered" and not reason_bits:
-        reason_bits.append(f"stat:{fields.get('stat', '?')}")
+        reason_bits.append(f"stat:{stat_text if stat_text is not None else '?'}")
     return DeliveryReport(
         provider_id=provider_id,
         state=state,
         reason=" ".join(reason_bits) or None,
-        at=parse_receipt_date(fields.get("done date")),
+        at=parse_receipt_date(done),
         raw=text,
     )
 
 
-@dataclass(frozen=True)
-class DeliverFields:
-    """What the gateway needs from a parsed deliver_sm / data_sm."""
+class DeliverFields(NamedTuple):
+    """What the gateway needs from a parsed deliver_sm / data_sm (a named tuple: one is
+    built per receipt, thousands a second)."""
 
     command_id: int
     sequence: int
