@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import select
 import socket
 import subprocess
@@ -47,13 +48,31 @@ from core.gateways.smpp import SmppGateway  # noqa: E402
 ACK_INTERVAL = 0.02  # seconds receipts wait to be acknowledged together (SmppGateway: 0.02)
 
 
+def split_cpus() -> tuple[set[int], set[int]] | None:
+    """(a CPU for the test SMSC, the CPUs left for the client), or None with fewer than 2.
+
+    The SMSC stands in for a provider on another machine: on its own CPU it does not take
+    the client's CPU time, nor the client its time, as they would not in production. Every
+    measurement in a run gets the same split, the ceiling as well as the dispatcher."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        return None
+    return {cpus[-1]}, set(cpus[:-1])
+
+
+def pin_client(cpus: set[int]) -> None:
+    """Run this process (its threads started from now on) on `cpus`."""
+    os.sched_setaffinity(0, cpus)
+
+
 @contextlib.contextmanager
-def smsc_process(receipts: bool = True) -> Iterator[int]:
-    """Run tests/smsc.py in its own process; yield its port."""
+def smsc_process(receipts: bool = True, cpus: set[int] | None = None) -> Iterator[int]:
+    """Run tests/smsc.py in its own process (on `cpus`, if given); yield its port."""
     args = [sys.executable, str(ROOT / "tests" / "smsc.py"), "--port", "0"]
     if not receipts:
         args.append("--no-receipts")
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, preexec_fn=pin)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
 import os
 import socket
 import threading
@@ -48,12 +49,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from core.dispatcher import EventBatch, PartRef, PendingMessage
+from core.journal import Journal, Mark
 from core.optout import classify_reply, normalize_address
 from core.storage import Storage
 
 if TYPE_CHECKING:
     from core.gateways.base import InboundMessage
     from core.studio import Studio
+
+log = logging.getLogger(__name__)
 
 SUBMITTING = "submitting"
 OUTCOMES = ("submitted", "retry", "rejected", "unknown")
@@ -97,9 +101,11 @@ def _register_insert(cur: Any, table: str, data: pa.Table, columns: Sequence[str
 
 def _append_rows(cur: Any, table: str, data: pa.Table) -> None:
     """Append an Arrow table whose columns are exactly `table`'s, in order: one statement
-    (atomic on its own), without registering a view (a third cheaper for small batches,
-    which is what the sending loop writes many times a second)."""
-    cur.from_arrow(data).insert_into(table)
+    (atomic on its own). DuckDB reads the local variable by name (a replacement scan):
+    about 0.6 ms less per statement than `from_arrow(...).insert_into` or registering a
+    view, which counts for small batches written many times a second."""
+    ledger_rows = data  # noqa: F841  (read by name in the statement below)
+    cur.execute(f"INSERT INTO {table} SELECT * FROM ledger_rows")
 
 
 def events_table(batch: EventBatch) -> pa.Table:
@@ -251,16 +257,28 @@ def record_events(
     *,
     fold: EventBatch | None = None,
     resolved_unmatched: Sequence[str] = (),
+    journaled: Sequence[pa.Table] = (),
+    journal_mark: Mark | None = None,
 ) -> None:
     """Append `batch` and fold it, plus `fold` (events already appended), into
     `message_state`, in one transaction.
 
     `resolved_unmatched` names provider ids of `unmatched_reports` rows that this batch
     now records against their message; they are deleted in the same transaction.
+    `journaled`: events the journal holds that the table does not yet, appended first (not
+    folded: `fold` names what to fold); `journal_mark` is stored with them, so a restart
+    replays only what comes after.
     """
-    if not len(batch) and not (fold and len(fold)) and not resolved_unmatched:
+    journaled = [t for t in journaled if t.num_rows]
+    if not len(batch) and not (fold and len(fold)) and not resolved_unmatched \
+            and not journaled and journal_mark is None:  # fmt: skip
         return
     with storage.transaction() as cur:
+        if journaled:
+            _append_rows(cur, "message_events", pa.concat_tables(journaled))
+        if journal_mark is not None:
+            cur.execute("UPDATE ledger_journal SET generation = ?, position = ?",
+                        [journal_mark.generation, journal_mark.position])  # fmt: skip
         tables = []
         if len(batch):
             new = events_table(batch)
@@ -284,6 +302,64 @@ def record_events(
                 "DELETE FROM unmatched_reports WHERE provider_id IN (SELECT unnest(?))",
                 [list(resolved_unmatched)],
             )
+
+
+# -- the event journal ---------------------------------------------------------------------------
+JOURNAL_RESTART_SIZE = 16 << 20  # octets: past this, a journal all stored is emptied
+_journal_lock = threading.Lock()
+
+
+def event_journal(storage: Storage) -> Journal | None:
+    """The event journal of this database, `<database file>.journal` (see core.journal):
+    opened once per connection, storing at once whatever a crash left only there. None for
+    an in-memory database, whose events go to the table directly."""
+    if storage.path == ":memory:":
+        return None
+    journal = storage.resources.get("event_journal")
+    if journal is not None:
+        return journal  # type: ignore[no-any-return]
+    with _journal_lock:
+        journal = storage.resources.get("event_journal")
+        if journal is None:
+            jid, generation, position = storage.rows(
+                "SELECT journal_id, generation, position FROM ledger_journal")[0]
+            journal = Journal(f"{storage.path}.journal", str(jid),
+                              Mark(int(generation), int(position)))  # fmt: skip
+            _replay(storage, journal)
+            storage.resources["event_journal"] = journal
+    return journal  # type: ignore[no-any-return]
+
+
+def _replay(storage: Storage, journal: Journal) -> None:
+    """Store the events a crash left in the journal only, and fold their mailings again
+    (some of those events may never have been folded)."""
+    tables, mark = journal.pending()
+    if not tables:
+        return
+    events = pa.concat_tables(tables)
+    mailings = sorted(int(m) for m in pc.unique(events.column("mailing_id")).to_pylist())
+    with storage.transaction() as cur:
+        _append_rows(cur, "message_events", events)
+        cur.execute("UPDATE ledger_journal SET generation = ?, position = ?",
+                    [mark.generation, mark.position])  # fmt: skip
+        if mailings:
+            _refold(cur, ", ".join(str(m) for m in mailings))
+    journal.stored(len(tables))
+    log.warning("stored %d events that were only in the journal %s (the process stopped "
+                "before storing them)", events.num_rows, journal.path)  # fmt: skip
+
+
+def _parts_in(tables: Sequence[pa.Table], provider_ids: Sequence[str]) -> dict[str, PartRef]:
+    """Like `find_parts`, over events still only in the journal (the newest wins)."""
+    if not tables:
+        return {}
+    events = pa.concat_tables(tables)
+    mask = pc.and_(pc.equal(events.column("event"), "submitted"),
+                   pc.is_in(events.column("provider_id"), pa.array(list(provider_ids),
+                                                                   pa.string())))  # fmt: skip
+    hits = events.filter(mask).select(["provider_id", "message_id", "mailing_id", "part"])
+    return {pid: (int(mid), int(mg), int(part))
+            for pid, mid, mg, part in zip(*(c.to_pylist() for c in hits.columns), strict=True)}
 
 
 def _refold(cur: Any, mailings_sql: str) -> None:
@@ -730,14 +806,32 @@ class LedgerSource:
 
     # -- recording --
     def append(self, batch: EventBatch) -> None:
-        append_events(self.storage, batch)
+        """Durably, in the journal (a DuckDB commit costs ~20 times more CPU); the table
+        gets them with the next `record`."""
+        journal = event_journal(self.storage)
+        if journal is None:
+            append_events(self.storage, batch)
+        elif len(batch):
+            journal.append(events_table(batch))
 
     def record(self, batch: EventBatch, *, fold: EventBatch | None = None,
                resolved_unmatched: Sequence[str] = ()) -> None:  # fmt: skip
-        record_events(self.storage, batch, fold=fold, resolved_unmatched=resolved_unmatched)
+        journal = event_journal(self.storage)
+        if journal is None:
+            record_events(self.storage, batch, fold=fold, resolved_unmatched=resolved_unmatched)
+            return
+        tables, mark = journal.pending()
+        record_events(self.storage, batch, fold=fold, resolved_unmatched=resolved_unmatched,
+                      journaled=tables, journal_mark=mark if tables else None)  # fmt: skip
+        journal.stored(len(tables))
+        journal.restart(above=JOURNAL_RESTART_SIZE)
 
     def find_parts(self, provider_ids: Sequence[str]) -> dict[str, PartRef]:
-        return find_parts(self.storage, provider_ids)
+        found = find_parts(self.storage, provider_ids)
+        journal = event_journal(self.storage)
+        if journal is not None:
+            found.update(_parts_in(journal.pending()[0], provider_ids))
+        return found
 
     def save_unmatched(self, reports: EventBatch) -> None:
         save_unmatched(self.storage, reports)
@@ -789,6 +883,7 @@ class LedgerSource:
 
     # -- recovery and completion --
     def recover(self) -> list[PartRef]:
+        self.record(EventBatch())  # what the journal holds, stored first
         refold_sending(self.storage)
         refold_reported(self.storage)
         return in_flight_parts(self.storage)

@@ -280,6 +280,22 @@ MIGRATIONS: list[tuple[int, str]] = [
         );
         """,
     ),
+    (
+        4,
+        """
+        -- The event journal (core.journal, a file next to this database): the dispatcher
+        -- writes events there first, durably, and core.ledger appends them here in one
+        -- transaction per group commit, storing with them how far into the journal it got.
+        -- journal_id ties the file to this database; a restart replays what lies beyond
+        -- (generation, position).
+        CREATE TABLE ledger_journal (
+            journal_id VARCHAR NOT NULL,
+            generation BIGINT NOT NULL,
+            position BIGINT NOT NULL
+        );
+        INSERT INTO ledger_journal VALUES (uuid()::VARCHAR, 0, 0);
+        """,
+    ),
 ]
 
 
@@ -314,6 +330,9 @@ class Storage:
         self._local = threading.local()
         self._lock = threading.RLock()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
+        # Objects that live as long as this connection (the ledger's event journal): closed
+        # with it, before it.
+        self.resources: dict[str, Any] = {}
         self.closed = False
         self.migrate()
 
@@ -416,6 +435,10 @@ class Storage:
             if self.closed:
                 return
             self.closed = True
+            for resource in self.resources.values():
+                with contextlib.suppress(Exception):
+                    resource.close()
+            self.resources.clear()
             for cur in self._cursors:
                 with contextlib.suppress(Exception):
                     cur.close()

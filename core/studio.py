@@ -57,6 +57,9 @@ class Studio(
     def __init__(self, db_path: str | Path = DEFAULT_DB, *, clock: Clock = utc_now) -> None:
         self.db_path = str(db_path)
         self.storage: Storage = open_storage(db_path)
+        from core.ledger import event_journal  # here: core.ledger needs this module
+
+        event_journal(self.storage)  # stores what a crash left in the ledger's journal only
         self.clock = clock
         self._import_lock = threading.Lock()
         self._background: list[Callable[[], None]] = []  # stop functions of background work
