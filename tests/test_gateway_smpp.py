@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -537,24 +537,28 @@ def test_pacing_keeps_to_the_rate_in_segments_per_second(smsc: TestSMSC, make_gw
     assert smsc.binds == 1
 
 
-def test_submit_and_receive_in_two_threads_ack_receipts_while_the_batch_runs(
-    smsc: TestSMSC, make_gw: Any
-) -> None:
-    gw = make_gw(smsc, window=5, rate=400)  # 200 parts take about half a second
-    batch = [msg(i, f"+316000006{i:03d}", "x") for i in range(200)]
+def _send_while_receiving(
+    smsc: TestSMSC,
+    gw: Any,
+    send: Callable[[], list[PartResult]],
+    handler: Callable[[Sequence[InboundEvent]], None],
+    handled: list[tuple[float, InboundEvent]],
+) -> tuple[list[PartResult], float]:
+    """Run `send` (200 single-part messages) in one thread while another calls
+    `gw.receive(handler)`, as the dispatcher does; wait for the 200 receipts in `handled`.
+    Returns the results, all accepted, and when the send returned."""
     results: list[PartResult] = []
     done_at: list[float] = []
 
     def sender() -> None:
-        results.extend(gw.submit(batch))
+        results.extend(send())
         done_at.append(time.monotonic())
 
-    handled: list[tuple[float, InboundEvent]] = []
     stop = threading.Event()
 
     def receiver() -> None:
         while not stop.is_set():
-            gw.receive(lambda b: handled.extend((time.monotonic(), e) for e in b), 0.1)
+            gw.receive(handler, 0.1)
 
     threads = [threading.Thread(target=sender), threading.Thread(target=receiver)]
     for t in threads:
@@ -564,8 +568,20 @@ def test_submit_and_receive_in_two_threads_ack_receipts_while_the_batch_runs(
     stop.set()
     threads[1].join(5)
     assert len(results) == 200 and all(r.status == "accepted" for r in results)
+    return results, done_at[0]
+
+
+def test_submit_and_receive_in_two_threads_ack_receipts_while_the_batch_runs(
+    smsc: TestSMSC, make_gw: Any
+) -> None:
+    gw = make_gw(smsc, window=5, rate=400)  # 200 parts take about half a second
+    batch = [msg(i, f"+316000006{i:03d}", "x") for i in range(200)]
+    handled: list[tuple[float, InboundEvent]] = []
+    results, done_at = _send_while_receiving(
+        smsc, gw, lambda: gw.submit(batch),
+        lambda b: handled.extend((time.monotonic(), e) for e in b), handled)  # fmt: skip
     assert {e.provider_id for _, e in handled} == {r.provider_id for r in results}  # type: ignore[union-attr]
-    early = [t for t, _ in handled if t < done_at[0]]
+    early = [t for t, _ in handled if t < done_at]
     assert len(early) > 50  # receipts were stored and acknowledged during the batch
     assert smsc.wait_for(lambda: sum(d["status"] == 0 for d in smsc.deliveries) == 200)
 
@@ -597,29 +613,10 @@ def test_provider_ids_reach_on_results_before_their_receipts_reach_a_handler(
                     strangers.append(e.provider_id)
         handled.extend((time.monotonic(), e) for e in batch)
 
-    results: list[PartResult] = []
-    done_at: list[float] = []
-
-    def sender() -> None:
-        results.extend(gw.submit([msg(i, f"+316000008{i:03d}", "x") for i in range(200)],
-                                 on_results=learn))  # fmt: skip
-        done_at.append(time.monotonic())
-
-    stop = threading.Event()
-
-    def receiver() -> None:
-        while not stop.is_set():
-            gw.receive(handler, 0.1)
-
-    threads = [threading.Thread(target=sender), threading.Thread(target=receiver)]
-    for t in threads:
-        t.start()
-    threads[0].join(20)
-    assert smsc.wait_for(lambda: len(handled) >= 200, 10)
-    stop.set()
-    threads[1].join(5)
-    assert len(results) == 200 and all(r.status == "accepted" for r in results)
-    assert sum(1 for t, _ in handled if t < done_at[0]) > 50  # while the call ran
+    batch = [msg(i, f"+316000008{i:03d}", "x") for i in range(200)]
+    results, done_at = _send_while_receiving(
+        smsc, gw, lambda: gw.submit(batch, on_results=learn), handler, handled)  # fmt: skip
+    assert sum(1 for t, _ in handled if t < done_at) > 50  # while the call ran
     # smpp34 may write a receipt before the response to its submit_sm (the dispatcher
     # stores such a report as unmatched and matches it later); all others are known
     assert len(strangers) <= 10, strangers
