@@ -19,6 +19,7 @@ from core.dispatcher import EventBatch
 from core.journal import HEADER_SIZE, Journal, Mark
 from core.ledger import LedgerSource
 from core.studio import Studio
+from tests.conftest import import_csv
 
 JID = str(uuid.uuid4())
 
@@ -146,27 +147,17 @@ def test_a_file_shorter_than_the_stored_position_replays_nothing(tmp_path: Path)
 
 # -- the ledger on top -------------------------------------------------------------------------
 
-CSV = """id,name,consent,mobile
-1,Anna,yes,0612345678
-2,Bram,yes,0612345679
-3,Chloe,yes,0612345680
-"""
-
-
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
-    csv = tmp_path / "contacts.csv"
-    csv.write_text(CSV, encoding="utf-8")
+def db(tmp_path: Path, contacts_csv: Path) -> Path:
+    """A database whose mailings go to three recipients."""
     path = tmp_path / "ledger.duckdb"
-    with_studio = Studio(path)
-    with_studio.import_contacts(csv, database="people", mobile_field="mobile", key_field="id",
-                                consent_field="consent", consent_yes=["yes"])  # fmt: skip
-    with_studio.close()
+    with Studio(path) as app:
+        import_csv(app, contacts_csv, database="people")
     return path
 
 
 def launch(app: Studio) -> tuple[int, list[int]]:
-    mid = app.create_mailing(sender="Studio", body="Hi {{ name }}", database="people",
+    mid = app.create_mailing(sender="Studio", body="Hi {{ first_name }}", database="people",
                              accept_rules=True)  # fmt: skip
     app.launch_mailing(mid)
     ids = [int(r[0]) for r in app.storage.rows(
@@ -245,13 +236,12 @@ def test_a_journal_larger_than_the_limit_is_emptied_once_stored(
         app.close()
 
 
-def test_an_in_memory_database_has_no_journal_and_appends_to_the_table(tmp_path: Path) -> None:
-    csv = tmp_path / "contacts.csv"
-    csv.write_text(CSV, encoding="utf-8")
+def test_an_in_memory_database_has_no_journal_and_appends_to_the_table(
+    contacts_csv: Path,
+) -> None:  # fmt: skip
     app = Studio(":memory:")
     try:
-        app.import_contacts(csv, database="people", mobile_field="mobile", key_field="id",
-                            consent_field="consent", consent_yes=["yes"])  # fmt: skip
+        import_csv(app, contacts_csv, database="people")
         mid, ids = launch(app)
         assert ledger.event_journal(app.storage) is None
         LedgerSource(app).append(sent(mid, ids, app))
