@@ -8,15 +8,18 @@ never twice.
 
 from __future__ import annotations
 
+import errno
+import os
 import uuid
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
+from core import journal as journal_module
 from core import ledger
 from core.dispatcher import EventBatch
-from core.journal import HEADER_SIZE, Journal, Mark
+from core.journal import HEADER_SIZE, Journal, JournalError, Mark
 from core.ledger import LedgerSource
 from core.studio import Studio
 from tests.conftest import import_csv
@@ -248,3 +251,29 @@ def test_an_in_memory_database_has_no_journal_and_appends_to_the_table(
         assert events(app, mid) == 6
     finally:
         app.close()
+
+
+def test_a_write_that_fails_leaves_no_partial_frame_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # fmt: skip
+    """A full disk cannot be made here: the write is made to fail half-way instead."""
+    path = tmp_path / "db.journal"
+    journal = fresh(path)
+    journal.append(table(1))
+    size = path.stat().st_size
+    real_write = os.write
+
+    def half_then_full(fd: int, data: bytes) -> int:
+        if len(data) > 8:
+            real_write(fd, data[: len(data) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(journal_module.os, "write", half_then_full)
+    with pytest.raises(JournalError, match="No space left on device"):
+        journal.append(table(2))
+    monkeypatch.setattr(journal_module.os, "write", real_write)
+    assert path.stat().st_size == size and numbers(journal.pending()[0]) == [1]
+    journal.append(table(3))  # space again: the journal goes on
+    journal.close()
+    assert numbers(Journal(path, JID, Mark(0, 0)).pending()[0]) == [1, 3]
