@@ -227,7 +227,9 @@ class DispatcherConfig:
     idle_poll: float = 0.5  # seconds between looks for new sending mailings when idle
     heartbeat: float = 5.0
     provider_map_size: int = 500_000  # provider ids remembered for matching reports
-    record_interval: float = 1.0  # the recorder folds at most this often (group commit)
+    # The group commit: events the journal holds are appended to the table and folded into
+    # each message's state at most this often (each costs ~10 ms of CPU plus ~2 µs per event).
+    record_interval: float = 0.5
     # Reports the receiver holds unacknowledged are stored at most this often. By default
     # at once: an SMSC waiting for its deliver_sm_resp slows down (the test SMSC by 5-20%
     # at 50 ms, 15-35% at 100 ms), and storing them is a journal write (core.journal,
