@@ -177,7 +177,9 @@ class DispatchSource(Protocol):
         """Append events as they are, without folding them into message state: the
         sender's `submitting` events with the outcomes settled since its last append, and
         the delivery reports the recorder stores at once; `record(..., fold=...)` folds them
-        next, and `recover` after a crash."""
+        next, and `recover` after a crash. A source may say `cheap_appends = True` when
+        this is cheap and thread-safe: the dispatcher then calls it from the sending and
+        receiving threads themselves, concurrently with `record`."""
 
     def record(self, batch: EventBatch, *, fold: EventBatch | None = None,
                resolved_unmatched: Sequence[str] = ()) -> None:
@@ -307,6 +309,12 @@ class _Recorder:
         self.error: BaseException | None = None
         self.reports = 0
         self.unmatched = 0
+        # With a source whose appends are cheap (a journal write), the sender's events and
+        # the receiver's reports are stored in the caller's own thread: a group commit in
+        # progress (tens of milliseconds) never holds up an acknowledgement or a batch.
+        # `_memory` guards what those threads share with the writer thread.
+        self.direct = bool(getattr(source, "cheap_appends", False))
+        self._memory = threading.Lock()
         self._queue: deque[_Job] = deque()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -348,6 +356,10 @@ class _Recorder:
             raise StudioError(f"the ledger cannot be written: {self.error}")
         if self._thread is None:  # inline
             self._process([job])
+        elif self.direct and self._stageable(job):
+            self._process([job], stage=True)  # here: a journal write, durable on return
+            with self._cond:
+                self._cond.notify_all()  # the writer folds them with its next group commit
         else:
             with self._cond:
                 self._queue.append(job)
@@ -543,18 +555,33 @@ class _Recorder:
             self.source.save_unmatched(unmatched)
         if len(rows):
             self.source.append(rows)
-        self.unfolded.extend(later)
-        for row in unmatched.rows():
-            self.orphans[row[4]] = (row[3], row[5], row[6], now)
-        self.reports += len(reports) + len(unmatched)
-        self.unmatched += len(unmatched)
+        with self._memory:
+            self.unfolded.extend(later)
+            for row in unmatched.rows():
+                self.orphans[row[4]] = (row[3], row[5], row[6], now)
+            self.reports += len(reports) + len(unmatched)
+            self.unmatched += len(unmatched)
 
     def _write(self, jobs: list[_Job]) -> None:
         """One round of writing; memory (the unmatched reports) changes only once the
         writes succeeded, so a retried round writes the same again."""
+        with self._memory:  # staged from now on: folded by the next round
+            staged, self.unfolded = self.unfolded, EventBatch()
+            orphans = list(self.orphans.items())
+        try:
+            self._write_round(jobs, staged, orphans)
+        except BaseException:
+            with self._memory:  # not folded: keep them for the retry
+                staged.extend(self.unfolded)
+                self.unfolded = staged
+            raise
+
+    def _write_round(self, jobs: list[_Job], staged: EventBatch,
+                     orphans: list[tuple[str, tuple[str, str | None, datetime, float]]]
+                     ) -> None:  # fmt: skip
         events = EventBatch()  # new events: reports matched to their parts
         folds = EventBatch()  # events appended already (outcomes, staged reports), to fold
-        folds.extend(self.unfolded)
+        folds.extend(staged)
         appended = EventBatch()  # the sender's events, to append as they are first
         for job in jobs:
             if job.append is not None:
@@ -565,7 +592,7 @@ class _Recorder:
         # Reports that overtook the recording of their submit: matched now, if ever.
         resolved: list[str] = []
         expired: list[str] = []
-        for pid, (event, reason, ts, seen) in self.orphans.items():
+        for pid, (event, reason, ts, seen) in orphans:
             ref = self.parts.get(pid)
             if ref is not None:
                 events.add(ref[0], ref[1], ref[2], event, pid, reason, ts)
@@ -597,13 +624,13 @@ class _Recorder:
         messages = [m for job in jobs for m in job.inbound]
         if messages:
             self.source.record_inbound(messages, now_wall)
-        for pid in (*resolved, *expired):
-            self.orphans.pop(pid, None)
-        self.unfolded = EventBatch()
-        for row in unmatched.rows():
-            self.orphans[row[4]] = (row[3], row[5], row[6], now)
-        self.reports += len(reports)
-        self.unmatched += len(unmatched)
+        with self._memory:
+            for pid in (*resolved, *expired):
+                self.orphans.pop(pid, None)
+            for row in unmatched.rows():
+                self.orphans[row[4]] = (row[3], row[5], row[6], now)
+            self.reports += len(reports)
+            self.unmatched += len(unmatched)
 
 
 # -- the dispatcher ---------------------------------------------------------------------------

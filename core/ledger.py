@@ -805,6 +805,12 @@ class LedgerSource:
         return out
 
     # -- recording --
+    @property
+    def cheap_appends(self) -> bool:
+        """True when `append` is a journal write (a file database): thread-safe and cheap,
+        so the dispatcher stores from the thread that needs it stored."""
+        return event_journal(self.storage) is not None
+
     def append(self, batch: EventBatch) -> None:
         """Durably, in the journal (a DuckDB commit costs ~20 times more CPU); the table
         gets them with the next `record`."""

@@ -581,6 +581,43 @@ def test_two_submit_calls_run_at_once_and_share_the_batch_size_so_a_crash_bound_
     assert source.finished == [1]
 
 
+def test_with_cheap_appends_a_report_is_stored_while_a_group_commit_is_still_running() -> None:
+    """With a journal behind the source (`cheap_appends`), the receiver stores reports in
+    its own thread: a slow group commit never holds up an acknowledgement (an SMSC whose
+    receipts wait for their answer slows down)."""
+    source = MemorySource(numbered(1))
+    source.cheap_appends = True  # type: ignore[attr-defined]
+    entered, release = threading.Event(), threading.Event()
+    record = source.record
+
+    def slow(batch: EventBatch, *, fold: EventBatch | None = None,
+             resolved_unmatched: Sequence[str] = ()) -> None:  # fmt: skip
+        entered.set()
+        release.wait(10)
+        record(batch, fold=fold, resolved_unmatched=resolved_unmatched)
+
+    source.record = slow  # type: ignore[method-assign]
+    rec = _Recorder(source, FakeClock().wall, DispatcherConfig(record_interval=0.0),
+                    time.monotonic)  # fmt: skip
+    rec.start()
+    try:
+        rec.learn_results([PartResult(1, 0, "accepted", "p-1")], {1: 1})
+        outcome = EventBatch()
+        outcome.add(1, 1, 0, "submitted", "p-1")
+        rec.fold(outcome)  # a group commit starts, and takes its time
+        assert entered.wait(5)
+        t0 = time.monotonic()
+        rec.inbound([DeliveryReport("p-1", "delivered")])  # returns once stored
+        assert time.monotonic() - t0 < 1.0 and not release.is_set()
+        assert [(e[0], e[3]) for e in source.events] == [(1, "delivered")]
+        release.set()
+        rec.flush()  # the next group commit folds the report
+    finally:
+        release.set()
+        rec.stop()
+    assert rec.reports == 1
+
+
 def test_delivery_reports_are_stored_at_once_and_folded_with_the_next_group_commit() -> None:
     """The receiver acknowledges a report only once it is stored, and an SMSC whose
     receipts stay unanswered slows down: reports are appended within `report_interval`
