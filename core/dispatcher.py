@@ -24,8 +24,11 @@ Five threads when started (`start()`), or one when driven inline (`run_until_idl
   window idle at the end of every batch, and while the next batch is prepared). The two
   calls share `batch_size`: a crash still leaves at most `batch_size` messages uncertain.
   Gateways with `early_results` hand the provider ids over while the call runs.
-* the **receiver** calls `gateway.receive`; its handler returns only after the recorder has
-  stored the batch, so a report or a STOP the provider considers delivered is stored.
+* the **receiver** calls `gateway.receive`; its handler returns only after the batch is
+  stored, so a report or a STOP the provider considers delivered is stored. With a journal
+  behind the ledger (`cheap_appends`), the receiver and the sender store their events in
+  their own threads (a journal write) instead of waiting for the recorder, which may be in
+  the middle of a group commit.
 * the **recorder** folds outcomes into each message's state, stores delivery reports
   (matched to parts by provider id; a report that cannot be matched yet is stored as
   unmatched and matched later) and replies. Whatever is waiting goes into one transaction
