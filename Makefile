@@ -57,4 +57,4 @@ lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 
 clean:
-	rm -rf $(VENV) data/demo data/*.duckdb data/*.duckdb.wal
+	rm -rf $(VENV) data/demo data/*.duckdb data/*.duckdb.wal data/*.duckdb.journal*
