@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import struct
 import threading
 import uuid
@@ -104,7 +105,6 @@ class Journal:
         self._unstored: list[pa.Table] = []
         self._recovered: list[pa.Table] = []
         self._fd = -1
-        self.frames_written = 0
         self._open(stored)
 
     # -- opening -------------------------------------------------------------------------------
@@ -124,8 +124,12 @@ class Journal:
                     return
                 self._recovered, end = _read_frames(data, start)
                 if end < len(data):
-                    log.warning("journal %s: %d damaged octets at its end cut off (a write the "
-                                "process did not finish)", self.path, len(data) - end)  # fmt: skip
+                    # Nearly always a write the process did not finish (nobody acted on it);
+                    # a copy is kept in case it was damage further in.
+                    copy = self._copy_aside("damaged")
+                    log.warning("journal %s: %d unreadable octets at its end cut off (a write "
+                                "the process did not finish); the whole file was kept as %s",
+                                self.path, len(data) - end, copy.name)  # fmt: skip
                 self.generation = generation
                 self.position = end
                 self._fd = os.open(self.path, os.O_RDWR)
@@ -138,11 +142,19 @@ class Journal:
         self.generation = stored.generation + 1
         self._create()
 
+    def _aside(self, what: str) -> Path:
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        return self.path.with_name(f"{self.path.name}.{what}-{stamp}")
+
     def _set_aside(self, why: str) -> None:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
-        target = self.path.with_name(f"{self.path.name}.set-aside-{stamp}")
+        target = self._aside("set-aside")
         os.replace(self.path, target)
         log.warning("journal %s set aside as %s: %s", self.path, target.name, why)
+
+    def _copy_aside(self, what: str) -> Path:
+        target = self._aside(what)
+        shutil.copyfile(self.path, target)
+        return target
 
     def _create(self) -> None:
         """A new, empty file of `self.generation` (replacing any other)."""
@@ -177,7 +189,6 @@ class Journal:
                 raise JournalError(f"journal {self.path} cannot be written: {exc}") from exc
             self.position += len(frame)
             self._unstored.append(table)
-            self.frames_written += 1
             return Mark(self.generation, self.position)
 
     # -- what the database lacks ---------------------------------------------------------------
@@ -193,10 +204,6 @@ class Journal:
             recovered = min(count, len(self._recovered))
             del self._recovered[:recovered]
             del self._unstored[: count - recovered]
-
-    @property
-    def size(self) -> int:
-        return self.position
 
     def restart(self, *, above: int = 0) -> bool:
         """Empty the file (next generation) if everything in it is stored and it is larger

@@ -81,6 +81,8 @@ def test_a_frame_cut_short_by_a_crash_is_cut_off_and_the_file_stays_usable(
     reopened = Journal(path, JID, Mark(0, 0))
     assert numbers(reopened.pending()[0]) == [1]
     assert path.stat().st_size == good
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("db.journal.damaged-")]
+    assert len(kept) == 1 and kept[0].stat().st_size == good + 6  # the file as it was
     reopened.append(table(2))
     reopened.close()
     assert numbers(Journal(path, JID, Mark(0, 0)).pending()[0]) == [1, 2]
