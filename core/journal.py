@@ -102,8 +102,7 @@ class Journal:
         self.path = Path(path)
         self.journal_id = uuid.UUID(journal_id)
         self._lock = threading.Lock()
-        self._unstored: list[pa.Table] = []
-        self._recovered: list[pa.Table] = []
+        self._pending: list[pa.Table] = []  # frames the database lacks, oldest first
         self._fd = -1
         self._open(stored)
 
@@ -122,7 +121,7 @@ class Journal:
                     self.generation = generation + 1
                     self._create()
                     return
-                self._recovered, end = _read_frames(data, start)
+                self._pending, end = _read_frames(data, start)
                 if end < len(data):
                     # Nearly always a write the process did not finish (nobody acted on it);
                     # a copy is kept in case it was damage further in.
@@ -188,7 +187,7 @@ class Journal:
                 os.lseek(self._fd, self.position, os.SEEK_SET)
                 raise JournalError(f"journal {self.path} cannot be written: {exc}") from exc
             self.position += len(frame)
-            self._unstored.append(table)
+            self._pending.append(table)
             return Mark(self.generation, self.position)
 
     # -- what the database lacks ---------------------------------------------------------------
@@ -196,20 +195,18 @@ class Journal:
         """Frames not yet stored in the database (found at opening, then written since),
         and the mark to store with them."""
         with self._lock:
-            return [*self._recovered, *self._unstored], Mark(self.generation, self.position)
+            return list(self._pending), Mark(self.generation, self.position)
 
     def stored(self, count: int) -> None:
         """The first `count` tables `pending()` returned are in the database now."""
         with self._lock:
-            recovered = min(count, len(self._recovered))
-            del self._recovered[:recovered]
-            del self._unstored[: count - recovered]
+            del self._pending[:count]
 
     def restart(self, *, above: int = 0) -> bool:
         """Empty the file (next generation) if everything in it is stored and it is larger
         than `above` octets; True if it was emptied."""
         with self._lock:
-            if self._fd < 0 or self._recovered or self._unstored or self.position <= above:
+            if self._fd < 0 or self._pending or self.position <= above:
                 return False
             if self.position == HEADER_SIZE:
                 return False

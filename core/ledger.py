@@ -274,11 +274,7 @@ def record_events(
             and not journaled and journal_mark is None:  # fmt: skip
         return
     with storage.transaction() as cur:
-        if journaled:
-            _append_rows(cur, "message_events", pa.concat_tables(journaled))
-        if journal_mark is not None:
-            cur.execute("UPDATE ledger_journal SET generation = ?, position = ?",
-                        [journal_mark.generation, journal_mark.position])  # fmt: skip
+        _store_journaled(cur, journaled, journal_mark)
         tables = []
         if len(batch):
             new = events_table(batch)
@@ -339,14 +335,22 @@ def _replay(storage: Storage, journal: Journal) -> None:
     events = pa.concat_tables(tables)
     mailings = sorted(int(m) for m in pc.unique(events.column("mailing_id")).to_pylist())
     with storage.transaction() as cur:
-        _append_rows(cur, "message_events", events)
-        cur.execute("UPDATE ledger_journal SET generation = ?, position = ?",
-                    [mark.generation, mark.position])  # fmt: skip
+        _store_journaled(cur, [events], mark)
         if mailings:
             _refold(cur, ", ".join(str(m) for m in mailings))
     journal.stored(len(tables))
     log.warning("stored %d events that were only in the journal %s (the process stopped "
                 "before storing them)", events.num_rows, journal.path)  # fmt: skip
+
+
+def _store_journaled(cur: Any, tables: Sequence[pa.Table], mark: Mark | None) -> None:
+    """Append events the journal holds to `message_events` and store `mark` (how far into
+    the journal the table now goes), inside the caller's transaction."""
+    if tables:
+        _append_rows(cur, "message_events", pa.concat_tables(tables))
+    if mark is not None:
+        cur.execute("UPDATE ledger_journal SET generation = ?, position = ?",
+                    [mark.generation, mark.position])  # fmt: skip
 
 
 def _parts_in(tables: Sequence[pa.Table], provider_ids: Sequence[str]) -> dict[str, PartRef]:
